@@ -1,0 +1,1 @@
+"""Command-line interface: ``synthaug demo | train | sample | data inspect``."""
