@@ -9,8 +9,9 @@ appear in colorectal H&E, then rasterises them in priority order with a collisio
 - inflammatory (2): small round nuclei, dense clusters plus a few scattered ones;
 - other (1): scattered medium ellipses.
 
-Sizes follow CoNSeP at 40x (measured on its training patches: semi-axes of about 14x7.5 px for
-epithelial, 11.5x5.5 spindle, 8.5x6 inflammatory, 7.5x4.5 other). Type shares are shares of
+Sizes follow CoNSeP at 40x (median semi-axes on its training patches: 13x7.5 px epithelial,
+10x5.3 spindle, 8.7x6.5 inflammatory, 6x4 other), with epithelial and spindle nuclei drawn a
+little more elongated so their arrangements read clearly. Type shares are shares of
 *instances*; after placement, surplus nuclei of over-represented types are dropped so the shares
 hold even when a crowded tile could not fit every nucleus.
 
@@ -37,11 +38,12 @@ NUCLEUS_TYPES: dict[int, str] = {1: "other", 2: "inflammatory", 3: "epithelial",
 
 _TYPE_ALIASES = {"columnar": 3, "miscellaneous": 1, "lymphocyte": 2, "fibroblast": 4}
 
-# Semi-axes (major, minor) in px at 40x, size=1; from CoNSeP training patches (median axes / 2).
+# Semi-axes (major, minor) in px at 40x, size=1; see the module docstring for CoNSeP's values.
 _SEMI_AXES = {1: (7.5, 4.5), 2: (8.0, 6.5), 3: (14.0, 6.5), 4: (12.0, 4.2)}
 # Placement priority: structured arrangements claim space first, fillers last.
 _PLACEMENT_ORDER = (3, 4, 2, 1)
 DEFAULT_TYPE_SHARES: dict[int, float] = {1: 0.05, 2: 0.25, 3: 0.4, 4: 0.3}
+_MIN_PIXELS = 8  # a nucleus cut by the tile border keeps at least this many pixels
 
 
 def resolve_type_id(value: int | str, name: str = "type") -> int:
@@ -67,7 +69,7 @@ def resolve_type_id(value: int | str, name: str = "type") -> int:
     return int(value)
 
 
-@dataclass
+@dataclass(eq=False)  # array fields: identity equality; compare `inst`/`types` explicitly
 class Layout:
     """A nuclei layout: instance map, type map and per-instance types, without an image.
 
@@ -95,6 +97,10 @@ class Layout:
         self.types = self.types.astype(np.uint8, copy=False)
         self.inst_types = {int(k): int(v) for k, v in self.inst_types.items()}
         self.meta = {str(k): str(v) for k, v in self.meta.items()}
+
+    def __repr__(self) -> str:  # arrays would flood logs and test reports
+        height, width = self.shape
+        return f"{type(self).__name__}({height}x{width}, {self.num_instances} nuclei, name={self.name!r})"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -145,8 +151,8 @@ def sanitize_instances(
     """Make an edited instance map valid again: one connected piece per id, ids compact.
 
     Warping or cropping can split a nucleus or leave slivers. Each id keeps its largest
-    4-connected component; pieces smaller than ``min_area`` px are dropped; ids are renumbered
-    1..N in order of the old ids.
+    8-connected component (so thin diagonal nuclei stay whole); pieces smaller than ``min_area``
+    px are dropped; ids are renumbered 1..N in order of the old ids.
 
     Args:
         inst: ``(H, W)`` integer instance map.
@@ -157,7 +163,7 @@ def sanitize_instances(
         ``(inst int32, types uint8, inst_types)`` satisfying :meth:`Layout.validate`.
     """
     inst = check_instance_mask(inst, "inst")
-    components = label_components(inst, background=0, connectivity=1)
+    components = label_components(inst, background=0, connectivity=2)
     owner = np.zeros(components.max() + 1, dtype=np.int64)
     owner[components.ravel()] = inst.ravel()
     area = np.bincount(components.ravel(), minlength=len(owner))
@@ -192,7 +198,7 @@ def generate_layout(
         density: target fraction of the tile covered by nuclei, in [0, 0.6] (CoNSeP: ~0.17).
             Crowded arrangements may reach less; shares take precedence over density.
         size: scale of every nucleus (1.0 = 40x; 0.5 = 20x).
-        gap: minimum free pixels between two nuclei (0 lets nuclei touch).
+        gap: minimum free pixels between two nuclei, diagonals included (0 lets nuclei touch).
         seed: an int, a ``np.random.Generator`` or ``None``; the same int gives the same layout.
         name: stored on the returned layout.
 
@@ -218,16 +224,17 @@ def generate_layout(
     ellipses, cand_types = _draw_candidates(rng, height, width, quota, size, gap)
     inst = np.zeros((height, width), dtype=np.int32)
     remaining = quota.copy()
-    placed_types = cand_types[_place_ellipses_kernel(ellipses, cand_types, remaining, inst, gap, 8)]
+    placed_types = cand_types[_place_ellipses_kernel(ellipses, cand_types, remaining, inst, gap, _MIN_PIXELS)]
     for _ in range(3):  # top up types that lost candidates to collisions, in the space left
         if not remaining.any():
             break
         ellipses, cand_types = _draw_candidates(rng, height, width, remaining, size, gap)
-        placed = _place_ellipses_kernel(ellipses, cand_types, remaining, inst, gap, 8)
+        placed = _place_ellipses_kernel(ellipses, cand_types, remaining, inst, gap, _MIN_PIXELS)
         placed_types = np.concatenate([placed_types, cand_types[placed]])
     inst = _enforce_shares(inst, placed_types, quota, rng)
-    inst_types = dict(enumerate(placed_types.tolist(), start=1))
-    inst, types, inst_types = sanitize_instances(inst, inst_types, min_area=1)
+    # Ellipses are whole pieces, so renumbering is all that is left (no sanitize_instances needed).
+    inst, inst_types = compact_instances(inst, dict(enumerate(placed_types.tolist(), start=1)))
+    types = type_map_from_instances(inst, inst_types)
     return Layout(inst, types, inst_types, {"source": "generated layout"}, name)
 
 

@@ -1,0 +1,475 @@
+"""Mask sources: where the layouts that MSDM paints come from.
+
+A mask source is an indexable, endless stream of :class:`MaskRecord` (instance map, type map,
+per-instance types, metadata, source name). Item ``i`` depends only on ``(seed, i)``, so
+distributed ranks can draw disjoint index ranges of one source and a resumed run redraws exactly
+the same masks.
+
+- :class:`RealMaskSource` reuses annotated masks (the MSDM paper's approach), each pass over the
+  samples in a fresh seeded order, with edits that turn one annotation into many layouts:
+  :class:`Dihedral` (flips/rot90), :class:`ElasticDeform`, :class:`RandomCrop`, and
+  :class:`ReplaceInstances` (move or copy nuclei of a chosen type into free space).
+- :class:`LayoutMaskSource` draws procedural layouts (``synthaug.data.layouts.generate_layout``).
+
+Every edit returns a valid layout: no overlaps, ids compact 1..N, type map equal to the
+per-instance types painted onto the instance map (``Layout.validate()`` holds).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from scipy import ndimage, signal
+from skimage.transform import warp
+
+from synthaug.conditions import colour_stats
+from synthaug.data.layouts import Layout, generate_layout, resolve_type_id, sanitize_instances
+from synthaug.data.record import Sample
+
+Edit = Callable[[Layout, np.random.Generator], Layout]
+
+
+@dataclass(repr=False, eq=False)  # like Layout: short repr, identity equality
+class MaskRecord(Layout):
+    """A :class:`~synthaug.data.layouts.Layout` drawn from a mask source.
+
+    Attributes:
+        source: the name of the mask source that produced it.
+        index: its item index in that source.
+        colour: ``(6,)`` float32 fg/bg mean RGB in [0, 1] of the image the mask came from (the
+            MSDM colour condition), or ``None`` for masks without an image.
+    """
+
+    source: str = ""
+    index: int = -1
+    colour: np.ndarray | None = None
+
+
+@runtime_checkable
+class MaskSource(Protocol):
+    """An endless, reproducible stream of masks: ``source[i]`` depends only on ``(seed, i)``."""
+
+    name: str
+
+    def __getitem__(self, index: int) -> MaskRecord: ...
+
+    def __call__(self, index: int) -> MaskRecord: ...
+
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[MaskRecord]: ...
+
+
+class IndexedMaskSource:
+    """Base class of the mask sources here: subclasses implement ``draw(index)``.
+
+    It adds index checks, ``source(i)``, ``records(start, stop)`` and ``_rng(i)``, the per-item
+    generator seeded with ``[seed, i]``.
+    """
+
+    name: str
+    seed: int
+
+    def __getitem__(self, index: int) -> MaskRecord:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+            raise IndexError(f"mask source index must be a non-negative int, got {index!r}.")
+        return self.draw(int(index))
+
+    def __call__(self, index: int) -> MaskRecord:
+        """``source(i)`` is ``source[i]``: samplers accept any callable ``index -> layout``."""
+        return self[index]
+
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[MaskRecord]:
+        """Items ``start, start+1, ...`` up to ``stop`` (exclusive; ``None`` = endless)."""
+        index = start
+        while stop is None or index < stop:
+            yield self[index]
+            index += 1
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, index])
+
+    def draw(self, index: int) -> MaskRecord:
+        """Item ``index``; must depend only on ``(self.seed, index)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement draw(index).")
+
+
+class RealMaskSource(IndexedMaskSource):
+    """Annotated masks, re-used with random edits.
+
+    Item ``i`` takes sample ``perm[i % n]`` of pass ``i // n`` (a seeded permutation per pass, so
+    every sample is used once per pass) and applies ``edits`` in order, then a random crop to
+    ``size`` when given.
+
+    Args:
+        samples: annotated ``Sample`` records or ``Layout`` objects. A sample's image only
+            gives its record's ``colour`` (fg/bg means, measured once; edits keep it).
+        edits: edit objects (``Dihedral()``, ``ElasticDeform(...)``, ``RandomCrop(...)``,
+            ``ReplaceInstances(...)``, or any ``(layout, rng) -> layout`` callable) or their names
+            ``"dihedral"``, ``"elastic"``, ``"replace"`` (default settings). Empty = masks as they are.
+        size: ``(height, width)`` of the output; crops larger masks at a random position.
+        seed: base seed.
+        name: recorded as each record's ``source``.
+
+    Raises:
+        TypeError, ValueError: for empty or wrongly typed ``samples``, unknown edit names, or a
+            ``size`` larger than some sample.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample | Layout],
+        *,
+        edits: Sequence[str | Edit] = ("dihedral", "elastic"),
+        size: tuple[int, int] | None = None,
+        seed: int = 0,
+        name: str = "real",
+    ):
+        if not isinstance(samples, Sequence) or not samples:
+            raise ValueError("`samples` must be a non-empty sequence of Sample or Layout records.")
+        if not all(isinstance(s, (Sample, Layout)) for s in samples):
+            raise TypeError("`samples` must contain synthaug.data.Sample or Layout records only.")
+        self.layouts = [s if isinstance(s, Layout) else Layout.from_sample(s) for s in samples]
+        self.colours = [
+            colour_stats(s.image, s.inst).as_vector() if isinstance(s, Sample) else None for s in samples
+        ]
+        self.edits = [_resolve_edit(e) for e in edits]
+        if size is not None:
+            crop = RandomCrop(*size)
+            small = [
+                lay.name for lay in self.layouts if lay.shape[0] < crop.height or lay.shape[1] < crop.width
+            ]
+            if small:
+                raise ValueError(f"`size` {tuple(size)} is larger than some samples, e.g. {small[0]!r}.")
+            self.edits.append(crop)
+        self.seed, self.name = int(seed), name
+
+    @property
+    def num_masks(self) -> int:
+        """Number of distinct annotated masks (the source itself is endless, so it has no len())."""
+        return len(self.layouts)
+
+    def draw(self, index: int) -> MaskRecord:
+        n = len(self.layouts)
+        order = np.random.default_rng([self.seed, index // n, 1]).permutation(n)
+        base = self.layouts[order[index % n]]
+        rng = self._rng(index)
+        layout = Layout(base.inst.copy(), base.types.copy(), base.inst_types, base.meta, base.name)
+        for edit in self.edits:
+            layout = edit(layout, rng)
+        meta = base.meta | {"mask_source": self.name, "mask_origin": base.name}
+        return MaskRecord(
+            layout.inst, layout.types, layout.inst_types, meta, f"{base.name}#{index}",
+            source=self.name, index=index, colour=self.colours[order[index % n]],
+        )
+
+
+class LayoutMaskSource(IndexedMaskSource):
+    """Procedural layouts from :func:`~synthaug.data.layouts.generate_layout`.
+
+    Args:
+        height, width: layout size.
+        seed: base seed; item ``i`` uses ``np.random.default_rng([seed, i])``.
+        meta: metadata stored on every record (e.g. ``{"tissue": "colon"}``).
+        name: recorded as each record's ``source``.
+        **layout_kwargs: ``type_shares``, ``density``, ``size``, ``gap`` of ``generate_layout``.
+
+    Raises:
+        TypeError: for a keyword ``generate_layout`` does not take.
+    """
+
+    def __init__(
+        self,
+        height: int = 256,
+        width: int = 256,
+        *,
+        seed: int = 0,
+        meta: Mapping[str, str] | None = None,
+        name: str = "layout",
+        **layout_kwargs,
+    ):
+        try:  # fail now, naming the keyword, rather than at the first draw
+            inspect.signature(generate_layout).bind(height, width, **layout_kwargs)
+        except TypeError as err:
+            raise TypeError(f"`layout_kwargs` do not fit generate_layout: {err}.") from None
+        generate_layout(height, width, seed=0, **layout_kwargs)  # validates values the same way
+        self.height, self.width, self.layout_kwargs = height, width, dict(layout_kwargs)
+        self.meta = dict(meta or {})
+        self.seed, self.name = int(seed), name
+
+    def draw(self, index: int) -> MaskRecord:
+        layout = generate_layout(self.height, self.width, seed=self._rng(index), **self.layout_kwargs)
+        meta = layout.meta | self.meta | {"mask_source": self.name}
+        return MaskRecord(
+            layout.inst, layout.types, layout.inst_types, meta, f"{self.name}#{index}",
+            source=self.name, index=index,
+        )
+
+
+# --- edits -------------------------------------------------------------------------------------
+
+
+class Dihedral:
+    """Random flip and rotation by a multiple of 90 degrees (only 0/180 on non-square masks)."""
+
+    def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
+        square = layout.shape[0] == layout.shape[1]
+        k = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
+        flip = bool(rng.integers(2))
+        out = []
+        for arr in (layout.inst, layout.types):
+            arr = np.rot90(arr, k)
+            out.append(np.ascontiguousarray(arr[:, ::-1] if flip else arr))
+        return Layout(out[0], out[1], layout.inst_types, layout.meta, layout.name)
+
+
+@dataclass(frozen=True)
+class ElasticDeform:
+    """Smooth random displacement field, nearest-neighbour resampling, then re-validation.
+
+    Args:
+        alpha: RMS displacement in pixels.
+        sigma: smoothness of the field (Gaussian sigma, pixels); larger bends whole regions.
+        min_area: fragments smaller than this (px) are dropped after warping.
+    """
+
+    alpha: float = 3.0
+    sigma: float = 16.0
+    min_area: int = 8
+
+    def __post_init__(self) -> None:
+        if not (self.alpha >= 0 and self.sigma > 0):
+            raise ValueError(
+                f"ElasticDeform needs `alpha` >= 0 and `sigma` > 0, "
+                f"got alpha={self.alpha}, sigma={self.sigma}."
+            )
+
+    def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
+        height, width = layout.shape
+        field = [_smooth_noise(rng, height, width, self.sigma) * self.alpha for _ in range(2)]
+        rows, cols = np.mgrid[:height, :width].astype(np.float64)
+        # order=0: labels must never be interpolated into ids that do not exist.
+        warped = warp(layout.inst, np.stack([rows + field[0], cols + field[1]]), order=0,
+                      mode="constant", cval=0, preserve_range=True).astype(np.int32)
+        inst, types, inst_types = sanitize_instances(warped, layout.inst_types, min_area=self.min_area)
+        return Layout(inst, types, inst_types, layout.meta, layout.name)
+
+
+@dataclass(frozen=True)
+class RandomCrop:
+    """Crop a ``height x width`` window at a random position; cut nuclei under ``min_area`` go."""
+
+    height: int
+    width: int
+    min_area: int = 8
+
+    def __post_init__(self) -> None:
+        for arg in ("height", "width"):
+            value = getattr(self, arg)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"`{arg}` of RandomCrop must be a positive int, got {value!r}.")
+
+    def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
+        height, width = layout.shape
+        if height < self.height or width < self.width:
+            raise ValueError(f"cannot crop {self.height}x{self.width} from a {height}x{width} mask.")
+        y = int(rng.integers(height - self.height + 1))
+        x = int(rng.integers(width - self.width + 1))
+        window = layout.inst[y : y + self.height, x : x + self.width]
+        inst, types, inst_types = sanitize_instances(window, layout.inst_types, min_area=self.min_area)
+        return Layout(inst, types, inst_types, layout.meta, layout.name)
+
+
+@dataclass(frozen=True)
+class ReplaceInstances:
+    """Move or copy nuclei of a chosen type into free space, without overlaps.
+
+    Args:
+        type: nucleus type (id or name such as ``"epithelial"``); ``None`` = any type.
+        mode: ``"move"`` (the original disappears) or ``"copy"`` (adds new nuclei).
+        fraction: share of that type's nuclei to move/copy (at least one when any exist).
+        gap: free pixels kept between a placed nucleus and every other one.
+    """
+
+    type: int | str | None = None
+    mode: str = "move"
+    fraction: float = 0.5
+    gap: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("move", "copy"):
+            raise ValueError(f"`mode` must be 'move' or 'copy', got {self.mode!r}.")
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"`fraction` must lie in (0, 1], got {self.fraction}.")
+        if self.type is not None:
+            resolve_type_id(self.type)
+
+    def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
+        wanted = None if self.type is None else resolve_type_id(self.type)
+        ids = [k for k, t in layout.inst_types.items() if wanted is None or t == wanted]
+        if not ids:
+            return layout
+        # A border-cut nucleus placed inside the tile would show its straight cut edge.
+        whole = whole_instance_shapes(layout.inst)
+        ids = [k for k in ids if k in whole] or ids
+        chosen = rng.choice(ids, size=max(1, int(round(self.fraction * len(ids)))), replace=False)
+        inst, inst_types = layout.inst.copy(), dict(layout.inst_types)
+        for k in chosen:
+            if self.mode == "copy":
+                paste_copy(inst, inst_types, int(k), rng=rng, gap=self.gap)
+            else:
+                move_instance(inst, int(k), rng=rng, gap=self.gap)
+        inst, types, inst_types = sanitize_instances(inst, inst_types, min_area=1)
+        return Layout(inst, types, inst_types, layout.meta, layout.name)
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed white noise scaled to unit std; smoothing via FFT costs the same for any sigma."""
+    spectrum = ndimage.fourier_gaussian(np.fft.rfft2(rng.standard_normal((height, width))), sigma, n=width)
+    field = np.fft.irfft2(spectrum, s=(height, width))
+    return field / (field.std() + 1e-12)
+
+
+_EDITS: dict[str, Callable[[], Edit]] = {
+    "dihedral": Dihedral, "elastic": ElasticDeform, "replace": ReplaceInstances,
+}
+
+
+def _resolve_edit(edit: str | Edit) -> Edit:
+    if isinstance(edit, str):
+        if edit not in _EDITS:
+            raise ValueError(f"unknown edit {edit!r}; valid names: {sorted(_EDITS)}, or an edit object.")
+        return _EDITS[edit]()
+    if not callable(edit):
+        raise TypeError(f"`edits` items must be names or callables (layout, rng) -> layout, got {edit!r}.")
+    return edit
+
+
+# --- free-space placement (used by the edits above and by targeting) ----------------------------
+
+
+def instance_shape(inst: np.ndarray, instance_id: int) -> np.ndarray:
+    """The boolean pixel mask of one instance, cropped to its bounding box."""
+    ys, xs = np.nonzero(inst == instance_id)
+    if not len(ys):
+        raise ValueError(f"instance id {instance_id} does not occur in `inst`.")
+    return inst[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] == instance_id
+
+
+def find_free_anchor(
+    inst: np.ndarray, shape: np.ndarray, *, rng: np.random.Generator, gap: int = 1, trials: int = 256
+) -> tuple[int, int] | None:
+    """A uniformly random top-left corner where ``shape`` fits inside the tile on background only.
+
+    The shape keeps ``gap`` free pixels (8-connected: diagonal contact counts) to every existing
+    nucleus. First up to ``trials`` random corners are tested, in batches of 32; the first free one
+    is a uniform draw among all free corners (rejection sampling). Only in a crowded tile where all
+    trials hit does one FFT correlation of the occupied map with the shape test every corner.
+
+    Returns:
+        ``(row, col)``, or ``None`` when the shape fits nowhere.
+    """
+    (height, width), (h, w) = inst.shape, shape.shape
+    if h > height or w > width:
+        return None
+    # Growing the shape by `gap` (instead of every nucleus) tests the same condition; padding the
+    # occupied map by `gap` lets the grown shape reach past the tile border.
+    occupied = np.pad(inst > 0, gap)
+    grown = np.pad(shape, gap)
+    if gap > 0:
+        grown = ndimage.binary_dilation(grown, structure=np.ones((3, 3), bool), iterations=gap)
+    offsets = np.argwhere(grown)
+    for _ in range(max(1, trials // 32)):  # small batches: in a sparse tile the first one succeeds
+        rows = rng.integers(0, height - h + 1, 32)
+        cols = rng.integers(0, width - w + 1, 32)
+        hit = occupied[rows[:, None] + offsets[:, 0], cols[:, None] + offsets[:, 1]].any(axis=1)
+        free = np.flatnonzero(~hit)
+        if len(free):
+            return int(rows[free[0]]), int(cols[free[0]])
+    overlap = signal.correlate(occupied.astype(np.float32), grown.astype(np.float32), "valid", method="fft")
+    anchors = np.argwhere(overlap < 0.5)  # FFT round-off: counts are whole numbers
+    if not len(anchors):
+        return None
+    row, col = anchors[rng.integers(len(anchors))]
+    return int(row), int(col)
+
+
+def whole_instance_shapes(inst: np.ndarray) -> dict[int, np.ndarray]:
+    """Bounding-box masks of the nuclei not cut by the tile border (the ones worth copying)."""
+    shapes = {}
+    for k, box in enumerate(ndimage.find_objects(inst), start=1):
+        if box is None:
+            continue
+        rows, cols = box
+        if rows.start > 0 and cols.start > 0 and rows.stop < inst.shape[0] and cols.stop < inst.shape[1]:
+            shapes[k] = inst[box] == k
+    return shapes
+
+
+def paste_shape(
+    inst: np.ndarray, inst_types: dict[int, int], shape: np.ndarray, type_id: int, *,
+    rng: np.random.Generator, gap: int = 1,
+) -> int | None:
+    """Paste a nucleus shape (randomly flipped/rotated) into free space, in place.
+
+    The new nucleus gets id ``max(inst_types) + 1`` and ``type_id``, added to ``inst_types``.
+
+    Returns:
+        The new id, or ``None`` when there is no room (``inst`` unchanged).
+    """
+    shape = np.rot90(shape, int(rng.integers(4)))
+    if rng.integers(2):
+        shape = shape[:, ::-1]
+    anchor = find_free_anchor(inst, shape, rng=rng, gap=gap)
+    if anchor is None:
+        return None
+    new_id = max(inst_types, default=0) + 1
+    window = inst[anchor[0] : anchor[0] + shape.shape[0], anchor[1] : anchor[1] + shape.shape[1]]
+    window[shape] = new_id
+    inst_types[new_id] = int(type_id)
+    return new_id
+
+
+def paste_copy(
+    inst: np.ndarray, inst_types: dict[int, int], instance_id: int, *, rng: np.random.Generator, gap: int = 1
+) -> int | None:
+    """Copy nucleus ``instance_id`` into free space, in place (see :func:`paste_shape`)."""
+    shape = instance_shape(inst, instance_id)
+    return paste_shape(inst, inst_types, shape, inst_types[instance_id], rng=rng, gap=gap)
+
+
+def move_instance(inst: np.ndarray, instance_id: int, *, rng: np.random.Generator, gap: int = 1) -> bool:
+    """Move one nucleus (same orientation) to a random free place, in place.
+
+    Returns:
+        Whether it moved; when there is no room it stays where it was.
+    """
+    shape = instance_shape(inst, instance_id)
+    original = inst == instance_id
+    inst[original] = 0
+    anchor = find_free_anchor(inst, shape, rng=rng, gap=gap)
+    if anchor is None:
+        inst[original] = instance_id
+        return False
+    window = inst[anchor[0] : anchor[0] + shape.shape[0], anchor[1] : anchor[1] + shape.shape[1]]
+    window[shape] = instance_id
+    return True
+
+
+def remove_instances(layout: Layout, ids: Sequence[int]) -> Layout:
+    """The layout without the given instance ids (ids renumbered compactly)."""
+    drop = np.zeros(int(layout.inst.max(initial=0)) + 1, dtype=bool)
+    drop[[int(k) for k in ids if 0 < int(k) < len(drop)]] = True
+    inst = np.where(drop[layout.inst], 0, layout.inst)
+    inst_types = {k: t for k, t in layout.inst_types.items() if not (k < len(drop) and drop[k])}
+    inst, types, inst_types = sanitize_instances(inst, inst_types, min_area=1)
+    return Layout(inst, types, inst_types, layout.meta, layout.name)
+
+
+__all__ = [
+    "Dihedral", "ElasticDeform", "IndexedMaskSource", "LayoutMaskSource", "MaskRecord", "MaskSource",
+    "RandomCrop", "RealMaskSource", "ReplaceInstances", "find_free_anchor", "instance_shape", "move_instance",
+    "paste_copy", "paste_shape", "remove_instances", "whole_instance_shapes",
+]

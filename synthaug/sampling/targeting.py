@@ -1,0 +1,235 @@
+"""Targeting: choose or build masks so that a chosen cell type reaches a requested share.
+
+``TargetingPolicy(type="epithelial", share=0.6)`` first *chooses*: it draws up to ``max_draws``
+masks from a source and keeps the first whose share is within ``tolerance`` (rejection sampling),
+else the closest one. If that is still off, it *builds*: greedily copying target-type nuclei into
+free space or removing non-target ones to raise the share, and removing target nuclei or copying
+others to lower it, accepting a step only when it brings the share closer. Target nuclei of every
+drawn mask serve as donors, so a mask without any can still be built up; when no drawn mask has
+one, the share stays where it is. The achieved share is reported per mask, never assumed.
+
+``TargetedMaskSource(source, policy)`` wraps any mask source, so a sampler sees just another
+source whose item ``i`` depends only on ``(seed, i)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from synthaug._validation import check_choice, check_probability
+from synthaug.data.layouts import NUCLEUS_TYPES, Layout, resolve_type_id, sanitize_instances
+from synthaug.sampling.mask_sources import (
+    IndexedMaskSource,
+    MaskRecord,
+    MaskSource,
+    instance_shape,
+    paste_shape,
+    whole_instance_shapes,
+)
+
+_MAX_FAILED_COPIES = 3  # after this many "no room" answers, a tile is treated as full
+
+
+@dataclass(frozen=True)
+class TargetingPolicy:
+    """How to reach a requested share of one nucleus type.
+
+    Args:
+        type: the target nucleus type, id or name (``"epithelial"``, alias ``"columnar"``).
+        share: requested share in [0, 1].
+        by: ``"instances"`` (share of nuclei) or ``"pixels"`` (share of nuclear pixels).
+        tolerance: accepted absolute deviation of the achieved share.
+        max_draws: masks drawn from the source per output before building.
+        build: edit the closest mask when no draw is within tolerance.
+        gap: free pixels kept around copied nuclei.
+
+    Raises:
+        ValueError, TypeError: for invalid values (the message names the argument).
+    """
+
+    type: int | str
+    share: float
+    by: str = "instances"
+    tolerance: float = 0.05
+    max_draws: int = 8
+    build: bool = True
+    gap: int = 1
+    type_id: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type_id", resolve_type_id(self.type, "type"))
+        check_probability(self.share, "share")
+        check_choice(self.by, "by", ("instances", "pixels"))
+        if check_probability(self.tolerance, "tolerance") == 0:
+            raise ValueError("`tolerance` must be > 0; shares of a few nuclei move in steps.")
+        if isinstance(self.max_draws, bool) or not isinstance(self.max_draws, int) or self.max_draws < 1:
+            raise ValueError(f"`max_draws` must be a positive int, got {self.max_draws!r}.")
+        if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 0:
+            raise ValueError(f"`gap` must be a non-negative int, got {self.gap!r}.")
+
+    def measure(self, layout: Layout) -> float:
+        """The share of the target type in ``layout`` (0 for a mask without nuclei)."""
+        ids = np.array(list(layout.inst_types), dtype=np.int64)
+        is_target = np.array([layout.inst_types[k] == self.type_id for k in ids.tolist()], dtype=bool)
+        weights = np.ones(len(ids)) if self.by == "instances" else _areas(layout.inst)[ids]
+        total = weights.sum()
+        return float(weights[is_target].sum() / total) if total > 0 else 0.0
+
+    def choose(self, source: MaskSource, index: int, *, seed: int = 0) -> tuple[MaskRecord, float]:
+        """Output mask ``index``: drawn from ``source[index * max_draws + j]``, then built if needed.
+
+        Target-type nuclei of all drawn masks serve as donors, so a mask without any nucleus of
+        the target type can still be built up.
+
+        Args:
+            source: any mask source.
+            index: output index; outputs with different indices use disjoint source items.
+            seed: seeds the build step (``np.random.default_rng([seed, index])``).
+
+        Returns:
+            ``(record, achieved_share)``; the record's ``meta`` also carries ``target_type``,
+            ``target_by``, ``target_share``, ``achieved_share`` and ``target_edited``.
+        """
+        best, best_share, drawn = None, 0.0, []
+        for j in range(self.max_draws):
+            record = source[index * self.max_draws + j]
+            drawn.append(record)
+            achieved = self.measure(record)
+            if best is None or abs(achieved - self.share) < abs(best_share - self.share):
+                best, best_share = record, achieved
+            if abs(achieved - self.share) <= self.tolerance:
+                break
+        edited = False
+        if self.build and abs(best_share - self.share) > self.tolerance:
+            donors = [
+                shape for record in drawn for k, shape in whole_instance_shapes(record.inst).items()
+                if record.inst_types[k] == self.type_id
+            ]  # fmt: skip
+            built = self.adjust(best, rng=np.random.default_rng([seed, index]), donors=donors)
+            best = MaskRecord(built.inst, built.types, built.inst_types, best.meta, best.name,
+                              source=best.source, index=best.index, colour=best.colour)  # fmt: skip
+            best_share, edited = self.measure(best), True
+        best.meta |= {
+            "target_type": NUCLEUS_TYPES[self.type_id], "target_by": self.by,
+            "target_share": f"{self.share:.4f}", "achieved_share": f"{best_share:.4f}",
+            "target_edited": str(edited).lower(),
+        }  # fmt: skip
+        return best, best_share
+
+    def adjust(
+        self, layout: Layout, *, rng: np.random.Generator, donors: Sequence[np.ndarray] = ()
+    ) -> Layout:
+        """Edit ``layout`` towards the requested share (copies and removals); returns a new layout.
+
+        Each step copies or removes one nucleus and is kept only if it brings the share closer;
+        it stops within half the tolerance, or when no step helps. To raise the share it copies
+        the layout's own whole target nuclei, or pastes ``donors`` (boolean nucleus shapes) when
+        it has none. Copies come first while the tile has no more nuclei than at the start, so
+        the tile keeps roughly its density.
+
+        Args:
+            layout: the mask to edit (not modified).
+            rng: the generator for every random choice.
+            donors: extra target-type nucleus shapes (bounding-box boolean masks).
+
+        Returns:
+            A valid layout (``validate()`` holds).
+        """
+        inst, inst_types = layout.inst.copy(), dict(layout.inst_types)
+        area = _areas(inst)
+        weight = {k: (1.0 if self.by == "instances" else float(area[k])) for k in inst_types}
+        whole = set(whole_instance_shapes(inst))
+        failed_copies, start_count = 0, len(inst_types)
+        for _ in range(4 * len(inst_types) + 64):
+            target = [k for k, t in inst_types.items() if t == self.type_id]
+            others = [k for k, t in inst_types.items() if t != self.type_id]
+            total, hit = sum(weight.values()), sum(weight[k] for k in target)
+            error = (hit / total if total else 0.0) - self.share
+            if abs(error) <= self.tolerance / 2:
+                break
+            raising = error < 0
+            grow, shrink = (target, others) if raising else (others, target)
+            moves = []
+            if failed_copies < _MAX_FAILED_COPIES and (grow or (raising and donors)):
+                moves.append("copy")
+            if shrink:
+                moves.insert(0 if len(inst_types) > start_count else len(moves), "remove")
+            for move in moves:
+                if move == "copy":
+                    own = [k for k in grow if k in whole] or grow
+                    if own:
+                        k = int(rng.choice(own))
+                        shape, type_id, w = instance_shape(inst, k), inst_types[k], weight[k]
+                    else:
+                        shape = donors[int(rng.integers(len(donors)))]
+                        type_id, w = self.type_id, 1.0 if self.by == "instances" else float(shape.sum())
+                    new_total, new_hit = total + w, hit + w * (type_id == self.type_id)
+                else:
+                    k = int(rng.choice(shrink))
+                    w = weight[k]
+                    new_total, new_hit = total - w, hit - w * (inst_types[k] == self.type_id)
+                new_error = (new_hit / new_total if new_total else 0.0) - self.share
+                if abs(new_error) >= abs(error):
+                    continue
+                if move == "copy":
+                    new_id = paste_shape(inst, inst_types, shape, type_id, rng=rng, gap=self.gap)
+                    if new_id is None:
+                        failed_copies += 1
+                        continue
+                    weight[new_id] = w
+                    whole.add(new_id)
+                else:
+                    inst[inst == k] = 0
+                    del inst_types[k], weight[k]
+                break
+            else:
+                break  # no step brings the share closer
+        inst, types, inst_types = sanitize_instances(inst, inst_types, min_area=1)
+        return Layout(inst, types, inst_types, layout.meta, layout.name)
+
+
+class TargetedMaskSource(IndexedMaskSource):
+    """A mask source whose items meet a :class:`TargetingPolicy`.
+
+    Item ``i`` is ``policy.choose(source, i, seed=seed)``: it reads source items
+    ``i * max_draws ... i * max_draws + max_draws - 1`` only, so ranks drawing disjoint index
+    ranges never share a source item.
+
+    Args:
+        source: the mask source to draw from.
+        policy: the targeting policy.
+        seed: seeds the build step.
+        name: recorded as each record's ``source``; defaults to ``"<source name>+<type>"``.
+    """
+
+    def __init__(
+        self, source: MaskSource, policy: TargetingPolicy, *, seed: int = 0, name: str | None = None
+    ):
+        if not isinstance(source, MaskSource):
+            raise TypeError(
+                f"`source` must be a MaskSource such as RealMaskSource, got {type(source).__name__}."
+            )
+        if not isinstance(policy, TargetingPolicy):
+            raise TypeError(f"`policy` must be a TargetingPolicy, got {type(policy).__name__}.")
+        self.source, self.policy, self.seed = source, policy, int(seed)
+        self.name = name or f"{source.name}+{NUCLEUS_TYPES[policy.type_id]}"
+
+    def draw(self, index: int) -> MaskRecord:
+        record, _ = self.policy.choose(self.source, index, seed=self.seed)
+        record.source, record.index = self.name, index
+        return record
+
+    def achieved_shares(self, start: int, stop: int) -> Iterator[float]:
+        """The achieved share of items ``start..stop-1`` (draws them)."""
+        for record in self.records(start, stop):
+            yield float(record.meta["achieved_share"])
+
+
+def _areas(inst: np.ndarray) -> np.ndarray:
+    return np.bincount(inst.ravel(), minlength=int(inst.max(initial=0)) + 1).astype(np.float64)
+
+
+__all__ = ["TargetedMaskSource", "TargetingPolicy"]

@@ -1,0 +1,212 @@
+"""Mask sources and edits: always-valid layouts, per-item reproducibility, edit semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage, signal
+
+from synthaug.data.layouts import Layout, generate_layout
+from synthaug.data.toy import make_toy_samples
+from synthaug.sampling.mask_sources import (
+    Dihedral,
+    ElasticDeform,
+    LayoutMaskSource,
+    MaskRecord,
+    MaskSource,
+    RandomCrop,
+    RealMaskSource,
+    ReplaceInstances,
+    find_free_anchor,
+    remove_instances,
+)
+
+SETTINGS = settings(max_examples=15, deadline=None)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return make_toy_samples(4, 80, 80, seed=0, density=0.25)
+
+
+def touching_pairs(inst: np.ndarray) -> int:
+    count = 0
+    for a, b in ((inst[:, :-1], inst[:, 1:]), (inst[:-1], inst[1:]),
+                 (inst[:-1, :-1], inst[1:, 1:]), (inst[:-1, 1:], inst[1:, :-1])):  # fmt: skip
+        count += int(((a > 0) & (b > 0) & (a != b)).sum())
+    return count
+
+
+def sorted_areas(layout: Layout) -> list[int]:
+    return sorted(np.bincount(layout.inst.ravel())[1:].tolist())
+
+
+EDITS = [
+    Dihedral(), ElasticDeform(alpha=5.0, sigma=8.0), RandomCrop(48, 40),
+    ReplaceInstances("epithelial", "copy", 0.5), ReplaceInstances(None, "move", 1.0, gap=2),
+]  # fmt: skip
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), edit=st.sampled_from(EDITS))
+def test_every_edit_returns_a_valid_layout(seed, edit):
+    rng = np.random.default_rng(seed)
+    layout = generate_layout(64, 64, density=0.3, seed=rng)
+    out = edit(layout, rng)
+    out.validate()  # compact ids, no missing/extra types, type map == inst_types painted
+    assert out.inst.dtype == np.int32 and out.types.dtype == np.uint8
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1))
+def test_dihedral_keeps_every_nucleus(seed):
+    layout = generate_layout(64, 64, seed=seed)
+    out = Dihedral()(layout, np.random.default_rng(seed))
+    assert sorted_areas(out) == sorted_areas(layout)
+    assert sorted(out.inst_types.values()) == sorted(layout.inst_types.values())
+
+
+def test_copy_adds_only_target_nuclei_in_free_space():
+    layout = generate_layout(128, 128, density=0.15, gap=1, seed=1)
+    before = np.bincount(list(layout.inst_types.values()), minlength=5)
+    out = ReplaceInstances("spindle", "copy", 1.0, gap=1)(layout, np.random.default_rng(0))
+    after = np.bincount(list(out.inst_types.values()), minlength=5)
+    assert after[4] > before[4] and np.array_equal(after[:4], before[:4])
+    # Originals untouched: every original nucleus pixel is still nucleus, of the same type.
+    nuclei = layout.inst > 0
+    assert (out.inst[nuclei] > 0).all() and np.array_equal(out.types[nuclei], layout.types[nuclei])
+    assert touching_pairs(out.inst) == 0
+
+
+def test_move_keeps_counts_and_shapes():
+    layout = generate_layout(128, 128, density=0.15, gap=1, seed=2)
+    out = ReplaceInstances("inflammatory", "move", 1.0)(layout, np.random.default_rng(0))
+    assert sorted(out.inst_types.values()) == sorted(layout.inst_types.values())
+    assert sorted_areas(out) == sorted_areas(layout)
+    assert not np.array_equal(out.inst > 0, layout.inst > 0)
+    assert touching_pairs(out.inst) == 0
+
+
+def test_elastic_deform_moves_boundaries_but_keeps_most_nuclei():
+    layout = generate_layout(96, 96, density=0.25, seed=3)
+    out = ElasticDeform(alpha=3.0, sigma=10.0)(layout, np.random.default_rng(0))
+    assert out.num_instances >= 0.8 * layout.num_instances
+    assert 0.5 < (out.inst > 0).sum() / (layout.inst > 0).sum() < 1.5
+    assert not np.array_equal(out.inst > 0, layout.inst > 0)
+
+
+def test_remove_instances_compacts_ids():
+    layout = generate_layout(64, 64, density=0.3, seed=4)
+    out = remove_instances(layout, [1, 2])
+    assert out.validate().num_instances == layout.num_instances - 2
+
+
+def test_real_source_is_reproducible_per_item(samples):
+    src = RealMaskSource(samples, edits=("dihedral", "elastic", "replace"), size=(64, 64), seed=3)
+    again = RealMaskSource(samples, edits=("dihedral", "elastic", "replace"), size=(64, 64), seed=3)
+    assert isinstance(src, MaskSource)
+    forward = list(src.records(0, 6))
+    # Any access order, any process: item i depends only on (seed, i).
+    for i in (5, 2, 0):
+        assert np.array_equal(again[i].inst, forward[i].inst) and again(i).inst_types == forward[i].inst_types
+    for r in forward:
+        assert isinstance(r, MaskRecord) and r.shape == (64, 64) and r.source == "real"
+        r.validate()
+    other_seed = RealMaskSource(samples, edits=("dihedral", "elastic", "replace"), size=(64, 64), seed=4)
+    assert not np.array_equal(other_seed[0].inst, forward[0].inst)
+
+
+def test_real_source_uses_every_sample_once_per_pass(samples):
+    src = RealMaskSource(samples, edits=(), seed=0)
+    first_pass = [r.meta["mask_origin"] for r in src.records(0, 4)]
+    second_pass = [r.meta["mask_origin"] for r in src.records(4, 8)]
+    assert sorted(first_pass) == sorted(second_pass) == sorted(s.name for s in samples)
+    record = src[0]
+    original = next(s for s in samples if s.name == record.meta["mask_origin"])
+    assert np.array_equal(record.inst, original.inst)  # no edits: the annotation as it is
+    # The colour condition of the source image travels with the mask.
+    assert record.colour.shape == (6,) and record.colour[:3].mean() < record.colour[3:].mean()
+
+
+def test_real_source_argument_errors(samples):
+    with pytest.raises(ValueError, match="samples"):
+        RealMaskSource([])
+    with pytest.raises(TypeError, match="samples"):
+        RealMaskSource([np.zeros((4, 4))])
+    with pytest.raises(ValueError, match="unknown edit 'blur'"):
+        RealMaskSource(samples, edits=("blur",))
+    with pytest.raises(ValueError, match="size"):
+        RealMaskSource(samples, size=(96, 96))
+    with pytest.raises(IndexError):
+        RealMaskSource(samples)[-1]
+
+
+def test_layout_source(samples):
+    src = LayoutMaskSource(48, 48, seed=1, meta={"tissue": "colon"}, type_shares={"epithelial": 1.0})
+    a, b = src[3], LayoutMaskSource(48, 48, seed=1, type_shares={"epithelial": 1.0})[3]
+    assert np.array_equal(a.inst, b.inst) and a.meta["tissue"] == "colon" and a.source == "layout"
+    assert set(a.inst_types.values()) <= {3}
+    with pytest.raises(TypeError, match="densty"):
+        LayoutMaskSource(48, 48, densty=0.2)
+    with pytest.raises(ValueError, match="density"):
+        LayoutMaskSource(48, 48, density=2.0)
+
+
+@pytest.mark.realdata
+def test_real_consep_masks_stay_valid_under_edits(consep_root):
+    from PIL import Image
+    from scipy.io import loadmat
+
+    from synthaug.data import Sample
+
+    samples = []
+    for mat_path in sorted((consep_root / "Train" / "Labels").glob("*.mat"))[:3]:
+        mat = loadmat(mat_path)
+        image_path = consep_root / "Train" / "Images" / f"{mat_path.stem}.jpg"
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        inst_types = {i + 1: int(t) for i, t in enumerate(mat["inst_type"].ravel())}
+        samples.append(Sample(image, mat["inst_map"], mat["type_map"], inst_types, name=mat_path.stem))
+    src = RealMaskSource(samples, edits=("dihedral", "elastic", ReplaceInstances("epithelial", "copy")),
+                         size=(128, 128), seed=0)  # fmt: skip
+    for record in src.records(0, 6):
+        record.validate()
+        assert record.num_instances > 0
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1), h=st.integers(1, 20), w=st.integers(1, 20),
+    gap=st.integers(0, 2), trials=st.sampled_from([1, 256]),
+)
+def test_free_anchor_is_free_and_found_whenever_one_exists(seed, h, w, gap, trials):
+    rng = np.random.default_rng(seed)
+    inst = generate_layout(48, 48, density=0.45, seed=rng).inst
+    shape = rng.random((h, w)) < 0.8
+    shape[0, 0] = True
+    grown = inst > 0
+    if gap:
+        grown = ndimage.binary_dilation(grown, structure=np.ones((3, 3), bool), iterations=gap)
+    # Brute force over every corner: where would the shape touch (or come within `gap` of) a nucleus?
+    blocked = signal.correlate(grown.astype(float), shape.astype(float), "valid", method="direct") > 0.5
+    anchor = find_free_anchor(inst, shape, rng=rng, gap=gap, trials=trials)
+    if anchor is None:
+        assert blocked.all()
+    else:
+        assert not blocked[anchor]
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: ElasticDeform(alpha=-1.0), "alpha"),
+        (lambda: RandomCrop(0, 10), "height"),
+        (lambda: ReplaceInstances(mode="swap"), "mode"),
+        (lambda: ReplaceInstances(fraction=0.0), "fraction"),
+        (lambda: ReplaceInstances(type="goblet"), "type"),
+    ],
+)
+def test_edit_argument_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
