@@ -1,1 +1,35 @@
-"""synthaug.sampling."""
+"""synthaug.sampling: the MSDM pipeline, mask sources and targeting, and the zarr ``SyntheticCache``.
+
+Imported here: the cache (zarr only) and the mask sources / targeting (NumPy, SciPy, scikit-image),
+none of which needs diffusers, so training a segmenter from a finished cache never loads the
+diffusion stack. The sampler lives in ``synthaug.sampling.pipeline`` (``MSDMPipeline``, also
+``synthaug.MSDMPipeline``) and the cache-filling driver in ``synthaug.sampling.generate``
+(``generate_to_cache``).
+"""
+
+from synthaug.sampling.cache import SyntheticCache
+from synthaug.sampling.mask_sources import (
+    Dihedral,
+    ElasticDeform,
+    LayoutMaskSource,
+    MaskRecord,
+    MaskSource,
+    RandomCrop,
+    RealMaskSource,
+    ReplaceInstances,
+)
+from synthaug.sampling.targeting import TargetedMaskSource, TargetingPolicy
+
+__all__ = [
+    "Dihedral",
+    "ElasticDeform",
+    "LayoutMaskSource",
+    "MaskRecord",
+    "MaskSource",
+    "RandomCrop",
+    "RealMaskSource",
+    "ReplaceInstances",
+    "SyntheticCache",
+    "TargetedMaskSource",
+    "TargetingPolicy",
+]

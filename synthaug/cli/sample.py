@@ -1,0 +1,142 @@
+"""``synthaug sample``: fill a zarr cache with synthetic pairs from a trained MSDM.
+
+Works the same on one process and under ``torchrun`` / ``accelerate launch`` (each rank fills its own
+slice of the store; rank 0 consolidates). ``--consolidate`` alone repairs the commit record of a
+multi-rank run that died before its final step.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _key_values(text: str) -> dict[str, str]:
+    pairs = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE[,KEY=VALUE...], got {text!r}.")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def parse_guidance(text: str) -> dict[str, float]:
+    """``"text=2,colour=1.5,mask=1"`` -> ``{"text": 2.0, "colour": 1.5, "mask": 1.0}``."""
+    try:
+        return {key: float(value) for key, value in _key_values(text).items()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"guidance weights must be numbers, got {text!r}.") from None
+
+
+def _colour(text: str) -> list[float]:
+    values = [float(v) for v in text.split(",")]
+    if len(values) != 6:
+        raise argparse.ArgumentTypeError(f"--colour needs 6 numbers (fg RGB, bg RGB in [0, 1]), got {text!r}")
+    return values
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sample",
+        help="generate synthetic image + mask pairs into a zarr store (resumable, multi-GPU)",
+        description=(
+            "Masks come from a dataset (--data, the paper's approach: real masks with flips and elastic "
+            "edits) or from procedural layouts (--layouts). --target-type/--target-share steer the "
+            "masks towards a nucleus type. Run under torchrun or accelerate launch to split the work."
+        ),
+    )
+    parser.add_argument("--model", type=Path, help="a train_msdm output folder (or a saved MSDM folder)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="dataset folder whose masks are reused")
+    source.add_argument("--layouts", action="store_true", help="procedural layouts instead of real masks")
+    parser.add_argument("--reader", default=None, help="dataset reader name (default: auto-detect)")
+    parser.add_argument("--split", default="train", help="dataset split to take masks from (default: train)")
+    parser.add_argument("--filter", type=_key_values, default={}, metavar="KEY=VALUE,...",
+                        help="keep samples whose metadata match, e.g. tissue=colon")
+    parser.add_argument("--edits", default="dihedral,elastic",
+                        help="mask edits for --data (dihedral, elastic, replace; '' for none)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="tile size: crop for --data (default: as stored), --layouts size (256)")
+    parser.add_argument("--meta", type=_key_values, default={}, metavar="KEY=VALUE,...",
+                        help="metadata (prompt) for --layouts, e.g. tissue=colon,assay=H&E")
+    parser.add_argument("--colour", type=_colour, default=None, metavar="R,G,B,R,G,B",
+                        help="fg/bg colour for masks without an image (default: colour modality dropped)")
+    parser.add_argument("--target-type", default=None, help="nucleus type to enrich, e.g. epithelial")
+    parser.add_argument("--target-share", type=float, default=0.5, help="requested share of that type")
+    parser.add_argument("--target-by", choices=("instances", "pixels"), default="instances")
+    parser.add_argument("--num-samples", type=int, default=None, help="pairs in the store when done")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance", type=parse_guidance, default=None, metavar="text=2,colour=1.5,mask=1")
+    parser.add_argument("--scheduler", choices=("dpm", "unipc", "ddim", "ddpm"), default="dpm")
+    parser.add_argument("--steps", type=int, default=None, help="default: 25 (1000 for ddpm)")
+    parser.add_argument("--out", required=True, help="output store: a path or fsspec URL")
+    parser.add_argument("--resume", action="store_true", help="continue an existing store")
+    parser.add_argument("--consolidate", action="store_true",
+                        help="only merge the per-rank commit records of --out, then exit")
+    parser.add_argument("--device", default=None, help="default: cuda when available (one GPU per rank)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
+    parser.set_defaults(run=run)
+
+
+def _mask_source(args: argparse.Namespace):
+    from synthaug.sampling.mask_sources import LayoutMaskSource, RealMaskSource
+    from synthaug.sampling.targeting import TargetedMaskSource, TargetingPolicy
+
+    if args.data is not None:
+        from synthaug.data import open_dataset
+
+        samples = open_dataset(args.data, args.reader).load(args.split)
+        samples = [s for s in samples if all(s.meta.get(k) == v for k, v in args.filter.items())]
+        if not samples:
+            raise SystemExit(f"no {args.split!r} samples in {args.data} match --filter {args.filter}")
+        edits = [e for e in args.edits.split(",") if e]
+        size = None if args.size is None else (args.size, args.size)
+        source = RealMaskSource(samples, edits=edits, size=size, seed=args.seed)
+    else:
+        size = args.size or 256
+        source = LayoutMaskSource(size, size, seed=args.seed, meta=args.meta)
+    if args.target_type is not None:
+        policy = TargetingPolicy(args.target_type, args.target_share, by=args.target_by)
+        source = TargetedMaskSource(source, policy, seed=args.seed)
+    return source
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from synthaug.sampling.generate import consolidate, generate_to_cache
+
+    if args.consolidate:
+        print(f"{consolidate(args.out)} samples committed in {args.out}")
+        return 0
+    if args.model is None or args.num_samples is None:
+        raise SystemExit("synthaug sample: --model and --num-samples are required (unless --consolidate).")
+    if args.data is None and not args.layouts:
+        raise SystemExit("synthaug sample: choose a mask source, --data PATH or --layouts.")
+
+    from synthaug.sampling.pipeline import load_pipeline
+
+    device = args.device
+    if device is None:
+        import os
+
+        import torch
+
+        # One GPU per rank: torchrun / accelerate set LOCAL_RANK.
+        device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
+    pipeline = load_pipeline(args.model, scheduler=args.scheduler, device=device)
+    pipeline.enable_fast_inference(channels_last=pipeline.device.type == "cuda", compile=args.compile)
+    steps = args.steps or (1000 if args.scheduler == "ddpm" else 25)
+    target = None
+    if args.target_type is not None:
+        target = {"type": args.target_type, "share": args.target_share, "by": args.target_by}
+    cache = generate_to_cache(
+        pipeline, _mask_source(args), args.out, num_samples=args.num_samples, batch_size=args.batch_size,
+        seed=args.seed, guidance=args.guidance, num_inference_steps=steps, target=target,
+        colour=None if args.colour is None else np.asarray(args.colour, np.float32), resume=args.resume,
+        attrs={"mask_source": "data" if args.data is not None else "layouts"},
+    )
+    print(f"{len(cache)} samples committed in {args.out}")
+    return 0

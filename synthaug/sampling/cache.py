@@ -1,0 +1,521 @@
+"""``SyntheticCache``: sampled image + mask pairs in a zarr v3 store, committed batch by batch.
+
+Layout of a store (one sample per chunk in every array, so writers of disjoint index ranges never
+touch the same object and need no locks)::
+
+    zarr.json               group attributes: "synthaug_cache" (header) and "synthaug_commit"
+    image/                  (N, H, W, 3) uint8
+    inst/                   (N, H, W) int32
+    type/                   (N, H, W) uint8
+    type_pixels/            (N, T+1) int64   pixels per type (column 0 = background)
+    type_instances/         (N, T+1) int64   instances per type (majority type of each instance)
+    meta/                   (N,) string      one JSON document per sample
+    writers/<name>/         per-writer commit records (one group per rank), merged by ``consolidate``
+
+A sample becomes visible only once its index lies in the commit record, which is written after all
+of its chunks: a run killed mid-batch leaves chunks nobody can see, and the resumed run overwrites
+them with the same bytes (sample ``i`` is always drawn from seed ``(seed, i)``). ``len(cache)`` is the
+committed prefix ``[0, n)``. This module must not import diffusers or torch: training a segmenter
+from a finished cache needs neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from synthaug._validation import check_choice, check_instance_mask
+from synthaug._version import __version__
+
+SCHEMA_VERSION = 1
+HEADER_KEY = "synthaug_cache"
+COMMIT_KEY = "synthaug_commit"
+WRITERS = "writers"
+_ARRAYS = ("image", "inst", "type", "type_pixels", "type_instances", "meta")
+# zstd inside blosc with byte shuffle: int32 instance labels compress ~10x better shuffled, and
+# blosc decompresses fast enough that reading is never the bottleneck of a training loader.
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+
+Range = tuple[int, int]
+
+
+def merge_ranges(ranges: Iterable[Sequence[int]]) -> list[Range]:
+    """Union of half-open ``[start, stop)`` ranges as a sorted list of disjoint, non-touching ranges."""
+    merged: list[list[int]] = []
+    for start, stop in sorted((int(a), int(b)) for a, b in ranges if int(b) > int(a)):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return [(a, b) for a, b in merged]
+
+
+def type_counts(inst: np.ndarray, type_map: np.ndarray, num_types: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and instances per type of one sample.
+
+    Args:
+        inst: ``(H, W)`` integer instance mask.
+        type_map: ``(H, W)`` type map with values in ``0..num_types``.
+        num_types: number of nucleus types ``T``.
+
+    Returns:
+        ``(pixels, instances)``, each ``(T+1,)`` int64. ``instances[k]`` counts instances whose
+        majority type is ``k`` (``k = 0``: instances lying on untyped pixels).
+    """
+    pixels = np.bincount(type_map.ravel(), minlength=num_types + 1).astype(np.int64)
+    fg = inst > 0
+    ids, compact = np.unique(inst[fg], return_inverse=True)
+    # (instance, type) co-occurrence in one bincount, then the majority type per instance.
+    votes = np.bincount(compact * (num_types + 1) + type_map[fg], minlength=len(ids) * (num_types + 1))
+    majority = votes.reshape(len(ids), num_types + 1).argmax(axis=1)
+    instances = np.bincount(majority, minlength=num_types + 1).astype(np.int64)
+    return pixels, instances
+
+
+class SyntheticCache:
+    """Append-only store of synthetic pairs on local disk or any fsspec URL.
+
+    Create with :meth:`create`, open with :meth:`open`. The object pickles as its URL and options
+    only and opens the store lazily, so it can be handed to DataLoader workers.
+
+    Args:
+        url: a local path or fsspec URL (``"memory://cache"``, ``"s3://bucket/cache.zarr"``).
+        mode: ``"r"`` (read only) or ``"a"`` (read and append).
+        model_hash: when given, the store must have been written by this model checkpoint.
+        storage_options: passed to fsspec for URLs.
+
+    Example:
+        >>> cache = SyntheticCache.create("memory://doc", height=8, width=8, num_types=2)
+        >>> _ = cache.append(image=np.zeros((1, 8, 8, 3), np.uint8), inst=np.zeros((1, 8, 8), np.int32),
+        ...                  type=np.zeros((1, 8, 8), np.uint8), meta=[{"seed": 0}])
+        >>> len(cache), cache.read(0)["meta"]
+        (1, {'seed': 0})
+    """
+
+    def __init__(
+        self,
+        url: str,
+        mode: str = "r",
+        *,
+        model_hash: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url:
+            raise TypeError(f"`url` must be a non-empty path or fsspec URL string, got {url!r}.")
+        self.url = url
+        self.mode = check_choice(mode, "mode", ("r", "a"))
+        self.model_hash = model_hash
+        self.storage_options = dict(storage_options or {})
+        self._group: zarr.Group | None = None
+        self._arrays: dict[str, zarr.Array] = {}
+        self._header: dict[str, Any] = {}
+        self._ranges: list[Range] = []
+        self._memo: dict[tuple[str, int], np.ndarray] = {}
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(
+        cls,
+        url: str,
+        *,
+        height: int,
+        width: int,
+        num_types: int,
+        attrs: Mapping[str, Any] | None = None,
+        model_hash: str | None = None,
+        exist_ok: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> SyntheticCache:
+        """Create an empty cache (or, with ``exist_ok``, open a compatible existing one for appending).
+
+        Args:
+            url: local path or fsspec URL of the store.
+            height: tile height in pixels.
+            width: tile width in pixels.
+            num_types: number of nucleus types ``T`` (type maps hold ``0..T``).
+            attrs: JSON-serialisable attributes stored in the header (model config, prompts...).
+            model_hash: hash of the model checkpoint that fills the cache; checked on every open.
+            exist_ok: open an existing cache with the same shape, types and model instead of failing.
+            storage_options: passed to fsspec for URLs.
+
+        Returns:
+            The cache opened in mode ``"a"``.
+
+        Raises:
+            ValueError: a bad size, a store that already exists (without ``exist_ok``), or an
+                existing store that is foreign or incompatible.
+            TypeError: ``attrs`` that are not JSON-serialisable.
+        """
+        for name, value in (("height", height), ("width", width), ("num_types", num_types)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        try:
+            attrs = json.loads(json.dumps(dict(attrs or {})))
+        except TypeError as err:
+            raise TypeError(f"`attrs` must be JSON-serialisable (no arrays or objects): {err}") from None
+        cache = cls(url, "a", model_hash=model_hash, storage_options=storage_options)
+        group = cache._open_group("a")
+        if HEADER_KEY in group.attrs or len(list(group.keys())):
+            if not exist_ok:
+                raise ValueError(
+                    f"`url` {url!r} already holds a store; open it with SyntheticCache.open(url, mode='a') "
+                    "or pass exist_ok=True to append to it."
+                )
+            cache._load(group)
+            wanted = {"height": int(height), "width": int(width), "num_types": int(num_types)}
+            for key, value in wanted.items():
+                if cache._header[key] != value:
+                    raise ValueError(
+                        f"existing cache {url!r} has {key}={cache._header[key]} but {key}={value} was "
+                        "requested; write to a new store or use matching settings."
+                    )
+            return cache
+        h, w, t = int(height), int(width), int(num_types)
+        specs = {
+            "image": ((0, h, w, 3), "uint8"),
+            "inst": ((0, h, w), "int32"),
+            "type": ((0, h, w), "uint8"),
+            "type_pixels": ((0, t + 1), "int64"),
+            "type_instances": ((0, t + 1), "int64"),
+            "meta": ((0,), str),
+        }
+        for name, (shape, dtype) in specs.items():
+            compressors = "auto" if dtype is str else _COMPRESSOR
+            group.create_array(
+                name, shape=shape, chunks=(1, *shape[1:]), dtype=dtype, compressors=compressors
+            )
+        group.create_group(WRITERS)
+        header = {
+            "schema_version": SCHEMA_VERSION,
+            "height": h,
+            "width": w,
+            "num_types": t,
+            "model_hash": model_hash,
+            "synthaug_version": __version__,
+            "attrs": attrs,
+        }
+        # The header goes in last: a store without it is refused, so a create killed half-way is
+        # never mistaken for a valid (empty) cache.
+        group.attrs.update({COMMIT_KEY: {"num_samples": 0, "ranges": []}, HEADER_KEY: header})
+        cache._load(group)
+        return cache
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        mode: str = "r",
+        *,
+        model_hash: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> SyntheticCache:
+        """Open an existing cache, checking its schema version (and model hash when given).
+
+        Args:
+            url: local path or fsspec URL of the store.
+            mode: ``"r"`` to read, ``"a"`` to append.
+            model_hash: refuse the store unless it was written by this checkpoint.
+            storage_options: passed to fsspec for URLs.
+
+        Returns:
+            The opened cache.
+
+        Raises:
+            ValueError: missing, foreign, corrupted or incompatible stores (the message names the
+                stored and the expected values).
+        """
+        cache = cls(url, mode, model_hash=model_hash, storage_options=storage_options)
+        cache._ensure_open()
+        return cache
+
+    def _open_group(self, mode: str) -> zarr.Group:
+        options = {"storage_options": self.storage_options} if "://" in self.url else {}
+        try:
+            return zarr.open_group(self.url, mode=mode, zarr_format=3, **options)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            raise ValueError(
+                f"no synthaug cache at {self.url!r}; create one with SyntheticCache.create(...)."
+            ) from None
+        except (ValueError, TypeError, KeyError, zarr.errors.BaseZarrError) as err:
+            raise ValueError(
+                f"{self.url!r} could not be opened as a zarr v3 group ({type(err).__name__}: {err}); "
+                "the store is corrupted or not a synthaug cache."
+            ) from None
+
+    def _ensure_open(self) -> zarr.Group:
+        if self._group is None:
+            self._load(self._open_group(self.mode))
+        return self._group
+
+    def _load(self, group: zarr.Group) -> None:
+        header = group.attrs.get(HEADER_KEY)
+        if not isinstance(header, dict):
+            raise ValueError(
+                f"{self.url!r} is a zarr store but not a synthaug cache (no {HEADER_KEY!r} header); "
+                "point `url` at a store written by SyntheticCache.create."
+            )
+        stored = header.get("schema_version")
+        if stored != SCHEMA_VERSION:
+            raise ValueError(
+                f"cache {self.url!r} has schema version {stored!r} but this synthaug "
+                f"({__version__}) reads schema version {SCHEMA_VERSION}; re-sample into a new store."
+            )
+        if self.model_hash is not None and header.get("model_hash") != self.model_hash:
+            raise ValueError(
+                f"cache {self.url!r} was written by model {header.get('model_hash')!r} but model "
+                f"{self.model_hash!r} was given; sample into a new store or load the matching checkpoint."
+            )
+        try:
+            arrays = {name: group[name] for name in _ARRAYS}
+        except KeyError as err:
+            raise ValueError(f"cache {self.url!r} is corrupted: array {err} is missing.") from None
+        self._group, self._arrays, self._header = group, arrays, header
+        self._ranges = merge_ranges(group.attrs.get(COMMIT_KEY, {}).get("ranges", []))
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        # Only the address travels: each DataLoader worker opens its own store handle.
+        return {k: getattr(self, k) for k in ("url", "mode", "model_hash", "storage_options")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], state["mode"], model_hash=state["model_hash"],
+                      storage_options=state["storage_options"])
+
+    def __repr__(self) -> str:
+        return f"SyntheticCache({self.url!r}, mode={self.mode!r})"
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def header(self) -> dict[str, Any]:
+        """The stored header: schema version, size, types, model hash, synthaug version, attrs."""
+        self._ensure_open()
+        return dict(self._header)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The user attributes given to :meth:`create`."""
+        return dict(self.header["attrs"])
+
+    @property
+    def height(self) -> int:
+        return int(self.header["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self.header["width"])
+
+    @property
+    def num_types(self) -> int:
+        return int(self.header["num_types"])
+
+    @property
+    def capacity(self) -> int:
+        """Number of sample slots allocated (committed or not)."""
+        self._ensure_open()
+        return int(self._arrays["image"].shape[0])
+
+    def __len__(self) -> int:
+        self._ensure_open()
+        return self._ranges[0][1] if self._ranges and self._ranges[0][0] == 0 else 0
+
+    def refresh(self) -> SyntheticCache:
+        """Re-read the commit record and array sizes (to see samples committed by another process)."""
+        self._group = None
+        self._ensure_open()
+        return self
+
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"`index` must be an integer, got {type(index).__name__}.")
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"`index` {index} is out of range for a cache of {n} committed samples.")
+        return int(index) % n
+
+    def read(self, index: int) -> dict[str, Any]:
+        """One committed sample.
+
+        Args:
+            index: sample index in ``[-len, len)``.
+
+        Returns:
+            ``{"image": (H, W, 3) uint8, "inst": (H, W) int32, "type": (H, W) uint8, "meta": dict}``.
+
+        Raises:
+            IndexError: ``index`` is not a committed sample.
+        """
+        i = self._check_index(index)
+        a = self._arrays
+        return {"image": a["image"][i], "inst": a["inst"][i], "type": a["type"][i],
+                "meta": json.loads(a["meta"][i].item())}
+
+    __getitem__ = read
+
+    def _counts(self, name: str) -> np.ndarray:
+        n = len(self)
+        key = (name, n)
+        # Committed samples never change, so one read per (array, length) serves every caller.
+        if key not in self._memo:
+            self._memo[key] = np.asarray(self._arrays[name][:n], dtype=np.int64)
+        return self._memo[key].copy()
+
+    def type_pixel_counts(self) -> np.ndarray:
+        """Pixels per type of every committed sample, ``(len, num_types + 1)`` int64."""
+        return self._counts("type_pixels")
+
+    def type_instance_counts(self) -> np.ndarray:
+        """Instances per (majority) type of every committed sample, ``(len, num_types + 1)`` int64."""
+        return self._counts("type_instances")
+
+    def committed_ranges(self, *, include_writers: bool = True) -> list[Range]:
+        """Committed ``[start, stop)`` index ranges, including unconsolidated per-writer records."""
+        group = self._ensure_open()
+        ranges = list(self._ranges)
+        if include_writers:
+            writers = group[WRITERS]
+            for name in writers.group_keys():
+                ranges += writers[name].attrs.get("ranges", [])
+        return merge_ranges(ranges)
+
+    # ------------------------------------------------------------------ writing
+    def _writable(self) -> zarr.Group:
+        group = self._ensure_open()
+        if self.mode != "a":
+            raise ValueError(f"cache {self.url!r} is open read-only; open it with mode='a' to write.")
+        return group
+
+    def reserve(self, num_samples: int) -> None:
+        """Grow every array to at least ``num_samples`` slots.
+
+        With several writers, call this once (on rank 0) before they start: resizing rewrites the
+        array metadata, which is the one object writers would otherwise share.
+        """
+        self._writable()
+        if num_samples > self.capacity:
+            for array in self._arrays.values():
+                array.resize((int(num_samples), *array.shape[1:]))
+
+    def write(
+        self,
+        start: int,
+        *,
+        image: np.ndarray,
+        inst: np.ndarray,
+        type: np.ndarray,  # noqa: A002 - the stored array's name
+        meta: Sequence[Mapping[str, Any]],
+    ) -> Range:
+        """Write a batch into slots ``[start, start + B)`` without committing it.
+
+        Args:
+            start: first sample index of the batch.
+            image: ``(B, H, W, 3)`` uint8.
+            inst: ``(B, H, W)`` integer instance masks.
+            type: ``(B, H, W)`` type maps with values in ``0..num_types``.
+            meta: ``B`` JSON-serialisable dictionaries.
+
+        Returns:
+            The written range ``(start, start + B)``; pass it to :meth:`commit`.
+
+        Raises:
+            TypeError / ValueError: arrays of the wrong dtype, shape or values.
+        """
+        self._writable()
+        h, w, t = self.height, self.width, self.num_types
+        image, inst, type_map = np.asarray(image), check_instance_mask(inst, "inst", ndim=3), np.asarray(type)
+        b = inst.shape[0]
+        if image.dtype != np.uint8 or image.shape != (b, h, w, 3):
+            raise ValueError(
+                f"`image` must be uint8 of shape {(b, h, w, 3)}, got {image.dtype} {image.shape}."
+            )
+        if inst.shape[1:] != (h, w) or type_map.shape != (b, h, w):
+            raise ValueError(
+                f"`inst` and `type` must have shape {(b, h, w)}, got {inst.shape} and {type_map.shape}."
+            )
+        if type_map.dtype.kind not in "iu" or (type_map.size and (type_map.min() < 0 or type_map.max() > t)):
+            raise ValueError(f"`type` must be integers in [0, {t}] (num_types={t}).")
+        if isinstance(meta, Mapping) or len(meta) != b:
+            raise ValueError(f"`meta` must be a sequence of {b} dictionaries (one per sample).")
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+            raise ValueError(f"`start` must be a non-negative integer, got {start!r}.")
+        docs = np.array([json.dumps(dict(m), sort_keys=True) for m in meta], dtype=object)
+        type_map = type_map.astype(np.uint8)
+        counts = [type_counts(i, tm, t) for i, tm in zip(inst, type_map)]
+        stop = int(start) + b
+        self.reserve(stop)
+        a = self._arrays
+        a["image"][start:stop] = image
+        a["inst"][start:stop] = inst.astype(np.int32)
+        a["type"][start:stop] = type_map
+        a["type_pixels"][start:stop] = np.stack([c[0] for c in counts])
+        a["type_instances"][start:stop] = np.stack([c[1] for c in counts])
+        a["meta"][start:stop] = docs
+        return int(start), stop
+
+    def commit(self, start: int, stop: int, *, writer: str | None = None) -> None:
+        """Make the fully written samples ``[start, stop)`` visible.
+
+        Args:
+            start: first index of the committed range.
+            stop: one past the last index.
+            writer: ``None`` updates the store's commit record directly (single writer). A name
+                (``"rank-3"``) records the range in that writer's own record instead, so concurrent
+                writers never rewrite a shared object; :meth:`consolidate` merges the records.
+        """
+        group = self._writable()
+        if not 0 <= start <= stop <= self.capacity:
+            raise ValueError(f"`start`/`stop` ({start}, {stop}) must satisfy 0 <= start <= stop <= capacity.")
+        if writer is None:
+            self._ranges = merge_ranges([*self._ranges, (start, stop)])
+            self._write_commit(group)
+            return
+        record = group[WRITERS].require_group(str(writer))
+        ranges = merge_ranges([*record.attrs.get("ranges", []), (start, stop)])
+        record.attrs["ranges"] = [list(r) for r in ranges]
+
+    def consolidate(self) -> int:
+        """Merge every writer's record into the store's commit record (run once, after all writers).
+
+        Returns:
+            The number of committed samples now visible (``len(self)``).
+        """
+        group = self._writable()
+        self._ranges = self.committed_ranges(include_writers=True)
+        self._write_commit(group)
+        return len(self)
+
+    def _write_commit(self, group: zarr.Group) -> None:
+        ranges = [list(r) for r in self._ranges]
+        n = ranges[0][1] if ranges and ranges[0][0] == 0 else 0
+        group.attrs[COMMIT_KEY] = {"num_samples": n, "ranges": ranges}
+
+    def append(
+        self,
+        *,
+        image: np.ndarray,
+        inst: np.ndarray,
+        type: np.ndarray,  # noqa: A002 - the stored array's name
+        meta: Sequence[Mapping[str, Any]],
+    ) -> Range:
+        """Write a batch after the committed samples and commit it (single writer).
+
+        Returns:
+            The committed range.
+        """
+        start, ranges = len(self), self.committed_ranges()
+        if ranges not in ([], [(0, start)]):
+            raise ValueError(
+                f"cache {self.url!r} has committed ranges {ranges} beyond its first "
+                f"{start} samples; append would overwrite them. Fill the gaps with write() + commit()."
+            )
+        needed = start + len(meta)
+        if needed > self.capacity:
+            # Grow geometrically: every resize rewrites the metadata of all six arrays.
+            self.reserve(max(needed, 2 * self.capacity))
+        start, stop = self.write(start, image=image, inst=inst, type=type, meta=meta)
+        self.commit(start, stop)
+        return start, stop

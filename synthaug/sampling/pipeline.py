@@ -1,0 +1,377 @@
+"""``MSDMPipeline``: instance masks + metadata + colour -> synthetic H&E tiles.
+
+Follows diffusers' ``pipeline_ddpm.py``: one class, ``register_modules``, a ``@torch.no_grad()``
+``__call__`` in numbered stages. Per-modality classifier-free guidance runs as ONE model forward per
+step: the batch is stacked with the full condition plus one copy per guided modality in which that
+modality is dropped, and the outputs are combined as
+
+    eps = eps_full + sum_m (w_m - 1) * (eps_full - eps_without_m)
+
+(``w_m = 1`` leaves modality ``m`` as conditioned and costs nothing; ``w_m = 0`` ignores it; ``w_m > 1``
+pushes the sample towards it). This is the additive compositional guidance of Liu et al. 2022
+("Compositional Visual Generation with Composable Diffusion Models") with the full condition, not
+the unconditional output, as the anchor, so the mask stays respected while text/colour are boosted.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    SchedulerMixin,
+    UniPCMultistepScheduler,
+)
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from tqdm.auto import tqdm
+
+from synthaug._validation import check_choice, check_instance_mask
+from synthaug.conditions import build_conditions
+from synthaug.model import metadata_to_text
+from synthaug.model.loading import SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER
+
+MODALITIES = ("mask", "text", "colour")
+DEFAULT_GUIDANCE = {"mask": 1.0, "text": 2.0, "colour": 1.5}
+SCHEDULERS: dict[str, type[SchedulerMixin]] = {
+    "dpm": DPMSolverMultistepScheduler,
+    "unipc": UniPCMultistepScheduler,
+    "ddim": DDIMScheduler,
+    "ddpm": DDPMScheduler,
+}
+
+
+def make_scheduler(name: str, config: Mapping[str, Any]) -> SchedulerMixin:
+    """A sampling scheduler built from the training scheduler's config.
+
+    Args:
+        name: ``"dpm"`` (DPM-Solver++ 2M, the default: ~25 steps), ``"unipc"``, ``"ddim"`` or
+            ``"ddpm"`` (the 1000-step ancestral sampler the model was trained for).
+        config: the training scheduler's ``config`` (betas, timesteps, prediction type).
+
+    Returns:
+        The scheduler, sharing the training noise schedule.
+    """
+    cls = SCHEDULERS[check_choice(name, "name", tuple(SCHEDULERS))]
+    if name == "dpm":
+        return cls.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    return cls.from_config(config)
+
+
+@dataclass
+class MSDMPipelineOutput(BaseOutput):
+    """Output of :class:`MSDMPipeline`.
+
+    Attributes:
+        images: ``(B, H, W, 3)`` uint8 (``"np"``), a list of PIL images (``"pil"``) or a
+            ``(B, 3, H, W)`` float tensor in [0, 1] (``"pt"``).
+    """
+
+    images: np.ndarray | list[PIL.Image.Image] | torch.Tensor
+
+
+def _as_list(value: Any, n: int, name: str, single: type | tuple[type, ...]) -> list[Any]:
+    """One value per sample: broadcast a single value, or check a per-sample sequence's length."""
+    if value is None or isinstance(value, single):
+        return [value] * n
+    if not isinstance(value, Sequence) or len(value) != n:
+        raise ValueError(
+            f"`{name}` must be a single value or a sequence of {n} (one per mask), got {value!r:.80}."
+        )
+    return list(value)
+
+
+class MSDMPipeline(DiffusionPipeline):
+    """Sample H&E tiles from an MSDM given instance masks, metadata and colour.
+
+    Args:
+        model: a trained ``synthaug.MSDM``.
+        scheduler: a diffusers scheduler (see :func:`make_scheduler`).
+        text_cache: a ``synthaug.model.TextEmbeddingCache`` (prompt -> frozen BERT tokens).
+
+    Example:
+        >>> pipe = MSDMPipeline(model, make_scheduler("dpm", train_scheduler.config), text_cache)
+        >>> out = pipe(inst, type_map=types, meta={"tissue": "colon"}, colour=colour,
+        ...            generator=torch.Generator().manual_seed(0))
+        >>> out.images.shape  # (1, H, W, 3) uint8
+    """
+
+    model_cpu_offload_seq = "model"
+
+    def __init__(self, model, scheduler: SchedulerMixin, text_cache=None):
+        super().__init__()
+        self.register_modules(model=model, scheduler=scheduler)
+        # The text cache is a lookup table, not a diffusers component, so it is kept as a plain
+        # attribute (saved beside the model by the training loop).
+        self.text_cache = text_cache
+        # Mixed precision used on CUDA (set torch.float16 for GPUs without bf16); fp32 on the CPU.
+        self.autocast_dtype = torch.bfloat16
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
+        """diffusers' ``save_pretrained`` (model + scheduler), plus the text cache in ``text_cache/``."""
+        super().save_pretrained(save_directory, **kwargs)
+        if self.text_cache is not None:
+            self.text_cache.save(Path(save_directory) / TEXT_CACHE_SUBFOLDER)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> MSDMPipeline:
+        """diffusers' ``from_pretrained``; also reloads a saved ``text_cache/`` (BERT stays unloaded)."""
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        text_dir = Path(pretrained_model_name_or_path) / TEXT_CACHE_SUBFOLDER
+        if pipe.text_cache is None and text_dir.is_dir():
+            from synthaug.model import TextEmbeddingCache
+
+            pipe.text_cache = TextEmbeddingCache.load(text_dir)
+        return pipe
+
+    def enable_fast_inference(self, *, channels_last: bool = True, compile: bool = False) -> MSDMPipeline:
+        """``channels_last`` weights (faster convolutions on tensor cores) and optional ``torch.compile``."""
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if compile:
+            self.model = torch.compile(self.model, fullgraph=False)
+        return self
+
+    # 1. Check inputs -------------------------------------------------------------------------
+    def check_inputs(self, insts, type_maps, guidance, num_inference_steps, output_type) -> None:
+        multiple = self.model.downsample_factor
+        sizes = sorted({inst.shape for inst in insts})
+        if len(sizes) > 1:
+            raise ValueError(f"all masks of a call must share one size, got {sizes}.")
+        h, w = sizes[0]
+        if h % multiple or w % multiple:
+            raise ValueError(
+                f"`inst` height and width have to be divisible by {multiple} but are {h}x{w}; "
+                "crop or pad the masks."
+            )
+        for i, type_map in enumerate(type_maps):
+            if type_map is not None and np.shape(type_map) != (h, w):
+                raise ValueError(f"`type_map` {i} has shape {np.shape(type_map)} but `inst` is {(h, w)}.")
+        unknown = set(guidance) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"`guidance` keys must be among {list(MODALITIES)}, got {sorted(unknown)}.")
+        for key, value in guidance.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"`guidance[{key!r}]` must be a number >= 0, got {value!r}.")
+        steps = num_inference_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"`num_inference_steps` has to be a positive integer but is {steps!r}.")
+        check_choice(output_type, "output_type", ("np", "pil", "pt"))
+
+    # 2. Encode conditions --------------------------------------------------------------------
+    def encode_conditions(self, insts, type_maps, inst_types, colours, device) -> torch.Tensor:
+        """Spatial conditions ``(B, C, H, W)`` from the masks (``build_conditions`` per mask)."""
+        layout = self.model.condition_layout
+        # Without a colour the model drops the colour modality, zeroing the colour-map channels
+        # itself; any valid placeholder lets build_conditions fill the stack.
+        no_colour = np.zeros(6, np.float32)
+        conds = [
+            build_conditions(inst, type_map=tm, inst_types=it, layout=layout,
+                             colour=no_colour if col is None else col)
+            for inst, tm, it, col in zip(insts, type_maps, inst_types, colours)
+        ]
+        return torch.from_numpy(np.stack(conds)).to(device)
+
+    def encode_text(self, metas, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Frozen BERT tokens of each sample's prompt (``None`` when no sample has metadata)."""
+        if self.text_cache is None or all(m is None for m in metas):
+            return None, None
+        texts = [m if isinstance(m, str) else metadata_to_text(m or {}) for m in metas]
+        embeds, mask = self.text_cache.encode(texts)
+        return embeds.to(device), mask.to(device)
+
+    # 3. Prepare latents ----------------------------------------------------------------------
+    def prepare_latents(self, shape, generator, device, dtype) -> torch.Tensor:
+        # Drawn on the generators' device (CPU) and moved, so a seed gives the same tile anywhere.
+        latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=dtype).to(device)
+        return latents * self.scheduler.init_noise_sigma
+
+    # 4. Denoising loop -----------------------------------------------------------------------
+    def guided_model_output(self, latents, t, conditions, text_embeds, text_mask, colour, guidance):
+        """One forward over ``[full, without m1, without m2, ...]``, combined as in the module docstring."""
+        guided = [m for m in MODALITIES if guidance.get(m, 1.0) != 1.0]
+        copies = 1 + len(guided)
+        b = latents.shape[0]
+
+        def stack(x):
+            return None if x is None else torch.cat([x] * copies)
+
+        # A modality without input is dropped for every copy; a guided one only in its own copy.
+        present = {"mask": conditions, "text": text_embeds, "colour": colour}
+        drop = {
+            m: torch.full((b * copies,), present[m] is None, dtype=torch.bool, device=latents.device)
+            for m in MODALITIES
+        }
+        for j, m in enumerate(guided, start=1):
+            drop[m][j * b : (j + 1) * b] = True
+        model_input = self.scheduler.scale_model_input(stack(latents), t)
+        if next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last):
+            model_input = model_input.contiguous(memory_format=torch.channels_last)
+        timestep = t.to(latents.device).expand(b * copies) if torch.is_tensor(t) else t
+        out = self.model(
+            model_input, timestep, stack(conditions), stack(text_embeds), stack(text_mask), stack(colour),
+            drop=drop, return_dict=True,
+        ).sample.float()
+        full, *without = out.chunk(copies)
+        eps = full.clone()
+        for m, eps_without in zip(guided, without):
+            eps += (guidance[m] - 1.0) * (full - eps_without)
+        return eps
+
+    # 5. Post-process -------------------------------------------------------------------------
+    @staticmethod
+    def postprocess(latents: torch.Tensor, output_type: str):
+        images = ((latents.float() + 1.0) / 2.0).clamp(0, 1)
+        if output_type == "pt":
+            return images.cpu()
+        array = (images * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return array if output_type == "np" else [PIL.Image.fromarray(a) for a in array]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        inst: np.ndarray | Sequence[np.ndarray],
+        *,
+        type_map: np.ndarray | Sequence[np.ndarray | None] | None = None,
+        inst_types: Mapping[int, int] | Sequence[Mapping[int, int] | None] | None = None,
+        meta: Mapping[str, str] | str | Sequence[Mapping[str, str] | str | None] | None = None,
+        colour: np.ndarray | Sequence[np.ndarray | None] | None = None,
+        guidance: Mapping[str, float] | None = None,
+        num_inference_steps: int = 25,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        progress: bool = False,
+    ) -> MSDMPipelineOutput | tuple:
+        """Generate one tile per instance mask.
+
+        Args:
+            inst: an ``(H, W)`` instance mask, an ``(B, H, W)`` stack or a list of masks.
+            type_map: per-mask ``(H, W)`` type maps (or one for a single mask); ``None`` = untyped.
+            inst_types: per-mask ``{instance id: type}`` (alternative to ``type_map``).
+            meta: per-mask metadata (``{"tissue": ..., "assay": ...}``) or prompt strings; ``None``
+                drops the text modality for that call.
+            colour: per-mask ``(6,)`` fg/bg mean RGB in [0, 1]; ``None`` drops the colour modality.
+            guidance: per-modality guidance weights ``{"mask", "text", "colour"}`` (missing = 1,
+                i.e. plain conditioning); default ``DEFAULT_GUIDANCE``.
+            num_inference_steps: scheduler steps (25 for the default DPM-Solver++).
+            generator: one ``torch.Generator`` per mask for per-tile reproducibility (or one shared).
+            output_type: ``"np"`` (uint8 HWC), ``"pil"`` or ``"pt"`` (float CHW in [0, 1]).
+            return_dict: return :class:`MSDMPipelineOutput` rather than a tuple.
+            progress: show a tqdm bar over the denoising steps.
+
+        Returns:
+            :class:`MSDMPipelineOutput` (or ``(images,)``).
+
+        Raises:
+            ValueError / TypeError: invalid masks, sizes, guidance or options (see ``check_inputs``).
+        """
+        # 1. Check inputs
+        if isinstance(inst, np.ndarray) and inst.ndim == 3:
+            inst = list(inst)
+        masks = inst if isinstance(inst, (list, tuple)) else [inst]
+        insts = [check_instance_mask(m, "inst") for m in masks]
+        n = len(insts)
+        if n == 0:
+            raise ValueError("`inst` is empty; pass at least one instance mask.")
+        type_maps = _as_list(type_map, n, "type_map", np.ndarray)
+        inst_types_ = _as_list(inst_types, n, "inst_types", Mapping)
+        metas = _as_list(meta, n, "meta", (Mapping, str))
+        if isinstance(colour, np.ndarray) and colour.ndim == 2:  # (B, 6): one row per mask
+            colour = list(colour)
+        colours = _as_list(colour, n, "colour", np.ndarray)
+        guidance = dict(DEFAULT_GUIDANCE if guidance is None else guidance)
+        self.check_inputs(insts, type_maps, guidance, num_inference_steps, output_type)
+        if isinstance(generator, list) and len(generator) != n:
+            raise ValueError(
+                f"`generator` is a list of {len(generator)} but {n} masks were given; pass one per mask."
+            )
+        device = self._execution_device
+
+        # 2. Encode conditions
+        has_colour = [c is not None for c in colours]
+        if any(has_colour) and not all(has_colour):
+            raise ValueError("`colour` must be given for every mask of a call or for none.")
+        conditions = self.encode_conditions(insts, type_maps, inst_types_, colours, device)
+        text_embeds, text_mask = self.encode_text(metas, device)
+        colour_vec = None
+        if all(has_colour):
+            colour_vec = torch.as_tensor(np.stack(colours), dtype=torch.float32, device=device)
+        # An absent modality is dropped for the whole call, so guiding it would be a wasted copy.
+        if text_embeds is None:
+            guidance["text"] = 1.0
+        if colour_vec is None:
+            guidance["colour"] = 1.0
+
+        # 3. Prepare latents
+        h, w = insts[0].shape
+        latents = self.prepare_latents((n, 3, h, w), generator, device, torch.float32)
+
+        # 4. Denoising loop
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        # DDPM/DDIM(eta>0) draw fresh noise each step: give them the per-sample generators too.
+        takes_generator = "generator" in inspect.signature(self.scheduler.step).parameters
+        extra = {"generator": generator} if takes_generator else {}
+        autocast = torch.autocast(device.type, dtype=self.autocast_dtype, enabled=device.type == "cuda")
+        for t in tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
+            with autocast:
+                eps = self.guided_model_output(
+                    latents, t, conditions, text_embeds, text_mask, colour_vec, guidance
+                )
+            latents = self.scheduler.step(eps, t, latents, **extra, return_dict=True).prev_sample
+
+        # 5. Post-process
+        images = self.postprocess(latents, output_type)
+        self.maybe_free_model_hooks()
+        return MSDMPipelineOutput(images=images) if return_dict else (images,)
+
+
+def load_pipeline(
+    path: str | Path,
+    *,
+    scheduler: str = "dpm",
+    device: str | torch.device | None = None,
+) -> MSDMPipeline:
+    """An ``MSDMPipeline`` from a ``train_msdm`` output folder (``model/``, ``scheduler/``, ``text_cache/``).
+
+    Args:
+        path: the training run folder (or a bare ``save_pretrained`` model folder, which then samples
+            with diffusers' default DDPM schedule and encodes prompts with the model's text encoder).
+        scheduler: ``"dpm"`` (default), ``"unipc"``, ``"ddim"`` or ``"ddpm"``; built from the training
+            scheduler's config so the noise schedule and prediction type match.
+        device: where to run (``None``: ``cuda`` when available).
+
+    Returns:
+        The pipeline on ``device``.
+
+    Raises:
+        FileNotFoundError: no model at ``path``.
+        ValueError: unknown ``scheduler``.
+    """
+    from synthaug.model import TextEmbeddingCache, load_msdm, make_noise_scheduler
+
+    check_choice(scheduler, "scheduler", tuple(SCHEDULERS))
+    path = Path(path)
+    model = load_msdm(path)
+    config = (
+        DDPMScheduler.load_config(path / SCHEDULER_SUBFOLDER)
+        if (path / SCHEDULER_SUBFOLDER).is_dir()
+        else make_noise_scheduler().config
+    )
+    text_dir = path / TEXT_CACHE_SUBFOLDER
+    if text_dir.is_dir():
+        text_cache = TextEmbeddingCache.load(text_dir)
+    else:
+        text_cache = TextEmbeddingCache(model.config.text_encoder)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return MSDMPipeline(model, make_scheduler(scheduler, config), text_cache).to(device)

@@ -1,0 +1,189 @@
+"""SyntheticCache: round trips, commit visibility, pickling, refusal of foreign or incompatible stores."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from synthaug.sampling.cache import HEADER_KEY, SyntheticCache, merge_ranges, type_counts
+
+H, W, T = 16, 12, 3
+
+
+def _batch(b: int, seed: int):
+    """``b`` random samples: two square nuclei of random types per tile."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (b, H, W, 3), dtype=np.uint8)
+    inst = np.zeros((b, H, W), np.int32)
+    inst[:, 1:5, 1:5] = 1
+    inst[:, 8:14, 6:11] = 7  # labels need not be contiguous
+    types = np.zeros((b, H, W), np.uint8)
+    for k in range(b):
+        t1, t2 = rng.integers(1, T + 1, 2)
+        types[k][inst[k] == 1] = t1
+        types[k][inst[k] == 7] = t2
+    meta = [{"seed": [seed, k], "text": f"tile {k}"} for k in range(b)]
+    return {"image": image, "inst": inst, "type": types, "meta": meta}
+
+
+@pytest.fixture(params=["memory", "local"])
+def url(request, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return f"memory://cache-{uuid.uuid4().hex}"
+    return str(tmp_path / "cache.zarr")
+
+
+def test_round_trip_keeps_bytes_meta_and_counts(url: str):
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T, attrs={"prompt": "colon"})
+    first, second = _batch(3, seed=0), _batch(2, seed=1)
+    assert cache.append(**first) == (0, 3)
+    assert cache.append(**second) == (3, 5)
+
+    reopened = SyntheticCache.open(url)
+    assert (len(reopened), reopened.height, reopened.width, reopened.num_types) == (5, H, W, T)
+    assert reopened.attrs == {"prompt": "colon"}
+    sample = reopened.read(4)
+    np.testing.assert_array_equal(sample["image"], second["image"][1])
+    np.testing.assert_array_equal(sample["inst"], second["inst"][1])
+    np.testing.assert_array_equal(sample["type"], second["type"][1])
+    assert sample["meta"] == {"seed": [1, 1], "text": "tile 1"}
+    dtypes = (sample["image"].dtype, sample["inst"].dtype, sample["type"].dtype)
+    assert dtypes == (np.uint8, np.int32, np.uint8)
+
+    types = np.concatenate([first["type"], second["type"]])
+    expected_pixels = np.stack([np.bincount(t.ravel(), minlength=T + 1) for t in types])
+    np.testing.assert_array_equal(reopened.type_pixel_counts(), expected_pixels)
+    # two nuclei per tile, each counted under its own type
+    instances = reopened.type_instance_counts()
+    assert instances.shape == (5, T + 1) and instances.dtype == np.int64
+    assert (instances.sum(axis=1) == 2).all() and (instances[:, 0] == 0).all()
+    with pytest.raises(IndexError, match="5 committed"):
+        reopened.read(5)
+
+
+def test_written_samples_stay_invisible_until_committed(url: str):
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
+    start, stop = cache.write(0, **_batch(4, seed=2))
+    assert len(SyntheticCache.open(url)) == 0 and len(cache) == 0
+    cache.commit(start, stop)
+    assert len(SyntheticCache.open(url)) == 4
+
+
+def test_writer_records_become_visible_after_consolidation(url: str):
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
+    cache.reserve(6)
+    # two "ranks" write disjoint ranges, the second finishing first
+    other = SyntheticCache.open(url, mode="a")
+    other.commit(*other.write(3, **_batch(3, seed=4)), writer="rank-1")
+    cache.commit(*cache.write(0, **_batch(3, seed=3)), writer="rank-0")
+    assert len(SyntheticCache.open(url)) == 0
+    assert cache.committed_ranges() == [(0, 6)]
+    assert cache.consolidate() == 6
+    np.testing.assert_array_equal(SyntheticCache.open(url).read(5)["image"], _batch(3, seed=4)["image"][2])
+
+
+def test_a_hole_hides_later_samples(url: str):
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
+    cache.reserve(4)
+    cache.commit(*cache.write(2, **_batch(2, seed=5)))
+    assert len(cache) == 0 and cache.committed_ranges() == [(2, 4)]
+    with pytest.raises(ValueError, match=r"append would overwrite"):
+        cache.append(**_batch(1, seed=6))
+    cache.commit(*cache.write(0, **_batch(2, seed=6)))
+    assert len(cache) == 4
+
+
+def test_pickles_as_its_address_and_opens_lazily(url: str):
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
+    cache.append(**_batch(2, seed=7))
+    assert set(cache.__getstate__()) == {"url", "mode", "model_hash", "storage_options"}
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone._group is None
+    np.testing.assert_array_equal(clone.read(1)["inst"], cache.read(1)["inst"])
+
+
+def test_refuses_incompatible_or_foreign_stores(tmp_path: Path):
+    url = str(tmp_path / "c.zarr")
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T, model_hash="sha256:aaa")
+    with pytest.raises(ValueError, match=r"'sha256:aaa'.*'sha256:bbb'"):
+        SyntheticCache.open(url, model_hash="sha256:bbb")
+    with pytest.raises(ValueError, match="already holds a store"):
+        SyntheticCache.create(url, height=H, width=W, num_types=T)
+    with pytest.raises(ValueError, match="height=16 but height=32"):
+        SyntheticCache.create(url, height=32, width=W, num_types=T, exist_ok=True)
+    assert len(SyntheticCache.create(url, height=H, width=W, num_types=T, exist_ok=True)) == 0
+
+    header = dict(cache.header, schema_version=99)
+    zarr.open_group(url, mode="a").attrs[HEADER_KEY] = header
+    with pytest.raises(ValueError, match="schema version 99.*schema version 1"):
+        SyntheticCache.open(url)
+
+    foreign = tmp_path / "foreign.zarr"
+    zarr.open_group(str(foreign), mode="w").create_array("x", shape=(2,), dtype="f4")
+    with pytest.raises(ValueError, match="not a synthaug cache"):
+        SyntheticCache.open(str(foreign))
+    with pytest.raises(ValueError, match="already holds a store"):
+        SyntheticCache.create(str(foreign), height=H, width=W, num_types=T, exist_ok=False)
+
+    broken = tmp_path / "broken.zarr"
+    SyntheticCache.create(str(broken), height=H, width=W, num_types=T)
+    (broken / "zarr.json").write_text("{ not json")
+    with pytest.raises(ValueError, match="corrupted"):
+        SyntheticCache.open(str(broken))
+
+    with pytest.raises(ValueError, match="no synthaug cache"):
+        SyntheticCache.open(str(tmp_path / "missing.zarr"))
+
+
+def test_write_validates_its_arguments():
+    cache = SyntheticCache.create(f"memory://v-{uuid.uuid4().hex}", height=H, width=W, num_types=T)
+    good = _batch(2, seed=8)
+    with pytest.raises(ValueError, match="`image` must be uint8"):
+        cache.append(**{**good, "image": good["image"].astype(np.float32)})
+    with pytest.raises(ValueError, match=r"`type` must be integers in \[0, 3\]"):
+        cache.append(**{**good, "type": good["type"] + 4})
+    with pytest.raises(ValueError, match="`meta` must be a sequence of 2"):
+        cache.append(**{**good, "meta": good["meta"][:1]})
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        SyntheticCache.create(f"memory://v-{uuid.uuid4().hex}", height=H, width=W, num_types=T,
+                              attrs={"a": np.zeros(2)})
+    reader = SyntheticCache.open(cache.url)
+    with pytest.raises(ValueError, match="read-only"):
+        reader.append(**good)
+    assert len(cache) == 0
+
+
+def test_meta_is_stored_as_json_not_pickle(tmp_path: Path):
+    url = str(tmp_path / "j.zarr")
+    SyntheticCache.create(url, height=H, width=W, num_types=T).append(**_batch(1, seed=9))
+    root = json.loads((tmp_path / "j.zarr" / "zarr.json").read_text())
+    assert root["attributes"]["synthaug_commit"]["num_samples"] == 1
+    stored = zarr.open_array(url + "/meta", mode="r")[0]
+    assert json.loads(stored.item()) == _batch(1, seed=9)["meta"][0]
+
+
+def test_type_counts_uses_the_majority_type_per_instance():
+    inst = np.array([[1, 1, 1, 0], [2, 2, 0, 0]], np.int32)
+    types = np.array([[2, 2, 1, 0], [0, 3, 0, 0]], np.uint8)
+    pixels, instances = type_counts(inst, types, 3)
+    np.testing.assert_array_equal(pixels, [4, 1, 2, 1])
+    # instance 1 -> type 2 (2 of 3 pixels); instance 2 ties 0/3 -> argmax picks the first (0)
+    np.testing.assert_array_equal(instances, [1, 0, 1, 0])
+
+
+def test_merge_ranges_unions_overlapping_and_touching_ranges():
+    assert merge_ranges([(5, 7), (0, 2), (2, 3), (6, 9), (4, 4)]) == [(0, 3), (5, 9)]
+
+
+def test_reading_a_cache_does_not_import_the_diffusion_stack():
+    # Training a segmenter from a finished cache must not need diffusers (DEVELOPERS.md contract).
+    code = "import sys, synthaug.sampling; sys.exit('diffusers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,63 @@
+"""``synthaug sample``: argument parsing, an end-to-end run from a saved model, --consolidate."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from synthaug.cli.main import main
+from synthaug.cli.sample import parse_guidance
+from synthaug.model import make_noise_scheduler
+from synthaug.sampling.cache import SyntheticCache
+
+from .conftest import SIZE
+
+
+def test_parse_guidance():
+    assert parse_guidance("text=2,colour=1.5,mask=1") == {"text": 2.0, "colour": 1.5, "mask": 1.0}
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        parse_guidance("text:2")
+    with pytest.raises(argparse.ArgumentTypeError, match="must be numbers"):
+        parse_guidance("text=high")
+
+
+@pytest.mark.slow
+def test_sample_command_fills_a_targeted_store(tiny_model, tmp_path, capsys):
+    run = tmp_path / "run"
+    tiny_model.save_pretrained(run / "model")
+    make_noise_scheduler().save_pretrained(run / "scheduler")
+    out = str(tmp_path / "synthetic.zarr")
+    argv = [
+        "sample", "--model", str(run), "--layouts", "--size", str(SIZE), "--meta", "tissue=colon",
+        "--target-type", "epithelial", "--target-share", "0.6", "--num-samples", "3", "--batch-size", "2",
+        "--steps", "1", "--guidance", "text=1.5", "--colour", "0.35,0.2,0.5,0.9,0.75,0.85",
+        "--scheduler", "unipc", "--out", out, "--device", "cpu",
+    ]
+    assert main(argv) == 0
+    assert "3 samples committed" in capsys.readouterr().out
+    cache = SyntheticCache.open(out)
+    meta = cache.read(2)["meta"]
+    assert meta["target"] == {"type": "epithelial", "share": 0.6, "by": "instances"}
+    assert meta["scheduler"] == "UniPCMultistepScheduler" and meta["text"] == "tissue: colon."
+    assert meta["source_meta"]["target_type"] == "epithelial"
+    assert cache.type_instance_counts().shape == (3, tiny_model.condition_layout.num_types + 1)
+    # a second run without --resume must not touch the store
+    with pytest.raises(ValueError, match="pass resume=True"):
+        main(argv)
+    assert main([*argv, "--resume"]) == 0 and len(SyntheticCache.open(out)) == 3
+
+
+def test_consolidate_merges_rank_records(tmp_path, capsys):
+    url = str(tmp_path / "c.zarr")
+    cache = SyntheticCache.create(url, height=4, width=4, num_types=1)
+    cache.reserve(2)
+    for rank in range(2):
+        cache.write(rank, image=np.zeros((1, 4, 4, 3), np.uint8), inst=np.zeros((1, 4, 4), np.int32),
+                    type=np.zeros((1, 4, 4), np.uint8), meta=[{"rank": rank}])
+        cache.commit(rank, rank + 1, writer=f"rank-{rank}")
+    assert len(SyntheticCache.open(url)) == 0
+    assert main(["sample", "--consolidate", "--out", url]) == 0
+    assert "2 samples committed" in capsys.readouterr().out
+    assert SyntheticCache.open(url).read(1)["meta"] == {"rank": 1}
