@@ -1,0 +1,127 @@
+"""Training crops for MSDM: geometry on image and masks together, colour on the image only, then
+conditions recomputed from the augmented pair so they always describe exactly what the model sees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from synthaug.conditions import ConditionLayout, build_conditions, colour_stats
+from synthaug.data import Sample
+
+# White for padded image borders (slide background), 0 (= background) for the masks.
+_PAD = {"border_mode": cv2.BORDER_CONSTANT, "fill": 255, "fill_mask": 0}
+
+
+def _transform(resolution: int, augment: bool, seed: int | None) -> A.Compose:
+    pad = A.PadIfNeeded(min_height=resolution, min_width=resolution, **_PAD)
+    if not augment:
+        return A.Compose([pad, A.CenterCrop(resolution, resolution)], seed=seed)
+    return A.Compose(
+        [
+            pad,
+            A.RandomCrop(resolution, resolution),
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=1.0),
+            # Mild stain variation: large hue shifts would leave the H&E colour space.
+            A.HueSaturationValue(hue_shift_limit=6, sat_shift_limit=12, val_shift_limit=8, p=0.8),
+            A.RandomBrightnessContrast(brightness_limit=0.08, contrast_limit=0.08, p=0.5),
+        ],
+        seed=seed,
+    )
+
+
+def mask_available(samples: Sequence[Sample]) -> list[bool]:
+    """Whether each sample's instance mask is an annotation (possibly of a tile without nuclei).
+
+    A source (``meta["source"]``) none of whose samples has a single nucleus is label-level data
+    (e.g. PCam: image + class only), so its all-zero masks mean "not annotated"; in an annotated
+    source an empty mask is a real tile without nuclei and is kept as a condition.
+    """
+    annotated = {s.meta.get("source", "") for s in samples if s.inst.any()}
+    return [s.meta.get("source", "") in annotated for s in samples]
+
+
+class MSDMTrainDataset(Dataset):
+    """Random crops of ``Sample`` records with their MSDM conditions.
+
+    Args:
+        samples: training samples. Label-level samples (see :func:`mask_available`) yield
+            ``has_mask=False``: their spatial conditions are always dropped in training.
+        layout: the condition stack to build.
+        resolution: crop size; smaller samples are padded (white image, background masks).
+        text_ids: per sample, the row of its prompt in the caller's text embedding table.
+        augment: random crop + flips/rot90 + colour jitter; ``False`` = centre crop, no jitter.
+        seed: seed of the augmentation random state (see :meth:`set_random_state`).
+        has_mask: per sample, whether its mask is an annotation (default: :func:`mask_available`).
+
+    Each item: ``image (3,H,W)`` float32 in [-1, 1], ``conditions (C,H,W)`` float32, ``colour (6,)``
+    float32 (measured on the augmented crop), ``text_id`` int64, ``has_mask`` bool.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        *,
+        layout: ConditionLayout,
+        resolution: int,
+        text_ids: Sequence[int],
+        augment: bool = True,
+        seed: int | None = None,
+        has_mask: Sequence[bool] | None = None,
+    ):
+        if len(samples) == 0:
+            raise ValueError("`samples` is empty; MSDM needs at least one training sample.")
+        if not all(isinstance(s, Sample) for s in samples):
+            raise TypeError("`samples` must hold synthaug.data.Sample records.")
+        if len(text_ids) != len(samples):
+            raise ValueError(
+                f"`text_ids` has {len(text_ids)} entries for {len(samples)} samples; give one each."
+            )
+        self.samples = list(samples)
+        self.layout = layout
+        self.resolution = resolution
+        self.text_ids = [int(t) for t in text_ids]
+        self.has_mask = mask_available(self.samples) if has_mask is None else [bool(m) for m in has_mask]
+        if len(self.has_mask) != len(self.samples):
+            raise ValueError(f"`has_mask` has {len(self.has_mask)} entries for {len(self.samples)} samples.")
+        self.transform = _transform(resolution, augment, seed)
+
+    def set_random_state(self, seed: int) -> MSDMTrainDataset:
+        """Re-seed the augmentation (call once per DataLoader worker, see ``worker_init_fn``)."""
+        self.transform.set_random_seed(seed)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One augmented ``(image HWC uint8, inst, types)`` triple, before conversion."""
+        sample = self.samples[index]
+        out = self.transform(image=sample.image, masks=[sample.inst, sample.types])
+        inst, types = out["masks"]
+        return np.ascontiguousarray(out["image"]), np.ascontiguousarray(inst), np.ascontiguousarray(types)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, inst, types = self.crop(index)
+        colour = colour_stats(image, inst).as_vector().astype(np.float32)
+        conditions = build_conditions(inst, type_map=types, colour=colour, layout=self.layout)
+        return {
+            "image": torch.from_numpy(np.moveaxis(image, -1, 0).astype(np.float32) / 127.5 - 1.0),
+            "conditions": torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)),
+            "colour": torch.from_numpy(colour),
+            "text_id": torch.tensor(self.text_ids[index], dtype=torch.long),
+            "has_mask": torch.tensor(self.has_mask[index]),
+        }
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Give each DataLoader worker its own augmentation stream, derived from the loader's seed."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.set_random_state(int(torch.initial_seed() % 2**32))

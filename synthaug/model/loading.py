@@ -1,0 +1,63 @@
+"""Load a trained MSDM and refuse one whose condition layout is not what the caller builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from synthaug.conditions import ConditionLayout
+from synthaug.model.msdm import MSDM
+
+# Sub-folders of a training run (``train_msdm``'s output_dir).
+MODEL_SUBFOLDER = "model"
+SCHEDULER_SUBFOLDER = "scheduler"
+TEXT_CACHE_SUBFOLDER = "text_cache"
+SUMMARY_FILE = "training_summary.json"
+
+
+def _model_dir(path: Path) -> Path:
+    if (path / "config.json").is_file():
+        return path
+    if (path / MODEL_SUBFOLDER / "config.json").is_file():
+        return path / MODEL_SUBFOLDER
+    raise FileNotFoundError(
+        f"no MSDM found at {str(path)!r}: expected config.json there or in {MODEL_SUBFOLDER}/ "
+        "(a folder written by MSDM.save_pretrained or train_msdm)."
+    )
+
+
+def load_msdm(path: str | Path, expected_layout: ConditionLayout | None = None, **kwargs) -> MSDM:
+    """Load an MSDM from a ``save_pretrained`` folder or a ``train_msdm`` output folder.
+
+    Args:
+        path: the model folder, or a training run folder holding ``model/``.
+        expected_layout: the ``ConditionLayout`` the caller will build conditions with; the
+            checkpoint is refused if it was trained on another one.
+        kwargs: passed to ``MSDM.from_pretrained`` (``torch_dtype``, ...).
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        FileNotFoundError: if no model is found at ``path``.
+        TypeError: if ``expected_layout`` is not a ``ConditionLayout``.
+        ValueError: if the checkpoint's layout differs from ``expected_layout``.
+    """
+    model_dir = _model_dir(Path(path))
+    if expected_layout is not None:
+        if not isinstance(expected_layout, ConditionLayout):
+            raise TypeError(
+                f"`expected_layout` must be a ConditionLayout, got {type(expected_layout).__name__}."
+            )
+        # Check the config before reading any weights: a mismatch should fail fast and clearly.
+        saved = ConditionLayout.from_dict(
+            json.loads((model_dir / "config.json").read_text())["condition_layout"]
+        )
+        if saved != expected_layout:
+            raise ValueError(
+                f"the checkpoint at {str(model_dir)!r} was trained with condition layout {saved.to_dict()} "
+                f"(channels {list(saved.channels)}) but the expected layout is {expected_layout.to_dict()} "
+                f"(channels {list(expected_layout.channels)}). Build conditions with the checkpoint's layout "
+                "(`load_msdm(path).condition_layout`) or train a model for yours."
+            )
+    return MSDM.from_pretrained(model_dir, **kwargs).eval()

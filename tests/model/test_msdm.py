@@ -1,0 +1,102 @@
+"""MSDM forward, per-modality nulls, save/load and the layout check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthaug.conditions import ConditionLayout
+from synthaug.model import MSDM, MSDMOutput, load_msdm
+
+B, H = 2, 32
+
+
+def _inputs(model: MSDM, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    c = model.condition_layout.num_channels
+    return {
+        "sample": torch.randn(B, 3, H, H, generator=g),
+        "timestep": torch.tensor([10, 500]),
+        "conditions": torch.rand(B, c, H, H, generator=g),
+        "text_embeds": torch.randn(B, 7, 384, generator=g),
+        "text_mask": torch.tensor([[True] * 7, [True] * 4 + [False] * 3]),
+        "colour": torch.rand(B, 6, generator=g),
+    }
+
+
+def test_tiny_preset_size_and_output(tiny_model: MSDM):
+    n = sum(p.numel() for p in tiny_model.parameters())
+    assert 0.5e6 < n < 2.5e6, f"tiny preset has {n} parameters"
+    out = tiny_model(**_inputs(tiny_model))
+    assert isinstance(out, MSDMOutput) and out.sample.shape == (B, 3, H, H)
+    (tup,) = tiny_model(**_inputs(tiny_model), return_dict=False)
+    assert torch.equal(tup, out.sample)
+    assert tiny_model.condition_layout == ConditionLayout()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("modality", ["mask", "text", "colour"])
+def test_dropping_a_modality_changes_the_output_per_sample(tiny_model: MSDM, modality: str):
+    model = tiny_model
+    x = _inputs(model)
+    full = model(**x).sample
+    drop = {modality: torch.tensor([True, False])}
+    dropped = model(**x, drop=drop).sample
+    assert not torch.allclose(dropped[0], full[0], atol=1e-5), f"dropping {modality} had no effect"
+    torch.testing.assert_close(dropped[1], full[1])  # the other sample keeps its conditions
+    # Dropped = the modality's null: its input no longer matters.
+    key = {"mask": "conditions", "text": "text_embeds", "colour": "colour"}[modality]
+    other = dict(x, **{key: _inputs(model, seed=5)[key]})
+    torch.testing.assert_close(model(**other, drop=drop).sample[0], dropped[0])
+    # None means dropped for every sample.
+    all_dropped = model(**x, drop={modality: torch.tensor([True, True])}).sample
+    torch.testing.assert_close(model(**dict(x, **{key: None})).sample, all_dropped)
+
+
+@torch.no_grad()
+def test_save_load_gives_identical_outputs(tmp_path, tiny_model: MSDM):
+    model = tiny_model
+    x = _inputs(model)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+    for loaded in (MSDM.from_pretrained(tmp_path), load_msdm(tmp_path, expected_layout=ConditionLayout())):
+        assert loaded.condition_layout == model.condition_layout
+        torch.testing.assert_close(loaded(**x).sample, model(**x).sample, rtol=0, atol=0)
+
+
+def test_load_refuses_a_mismatched_layout(tmp_path, tiny_model: MSDM):
+    tiny_model.save_pretrained(tmp_path)
+    other = ConditionLayout(num_types=2, include=("mask", "hv", "types"))
+    with pytest.raises(ValueError, match="condition layout") as err:
+        load_msdm(tmp_path, expected_layout=other)
+    assert "type_4" in str(err.value) and "'type_2']" in str(err.value)  # both layouts are named
+    with pytest.raises(FileNotFoundError, match="no MSDM"):
+        load_msdm(tmp_path / "missing")
+
+
+def test_custom_layout_sets_input_channels():
+    layout = ConditionLayout(num_types=2, include=("mask", "hv", "types"))
+    model = MSDM.from_preset("tiny", condition_layout=layout)
+    assert model.unet.config.in_channels == 3 + 5 + 1
+    assert MSDM.from_config(model.config).condition_layout == layout
+
+
+def test_bad_inputs_raise_clear_errors(tiny_model: MSDM):
+    x = _inputs(tiny_model)
+    with pytest.raises(ValueError, match="channels but this model's layout"):
+        tiny_model(**dict(x, conditions=x["conditions"][:, :3]))
+    with pytest.raises(ValueError, match="modality 'text' is missing"):
+        tiny_model(**dict(x, text_embeds=None), drop={"text": torch.tensor([False, False])})
+    with pytest.raises(ValueError, match="unknown modalities \\['color'\\]"):
+        tiny_model(**x, drop={"color": torch.tensor([True, True])})
+    with pytest.raises(ValueError, match="`colour` must be"):
+        tiny_model(**dict(x, colour=x["colour"][:, :3]))
+    with pytest.raises(ValueError, match="`text_embeds` must be"):
+        tiny_model(**dict(x, text_embeds=x["text_embeds"][..., :100]))
+    with pytest.raises(ValueError, match="multiples of 4"):
+        tiny_model(**dict(x, sample=x["sample"][..., :30, :30], conditions=x["conditions"][..., :30, :30]))
+    with pytest.raises(ValueError, match="bool tensor"):
+        tiny_model(**x, drop={"mask": torch.tensor([1, 0])})
+    with pytest.raises(ValueError, match="`preset`"):
+        MSDM.from_preset("huge")
