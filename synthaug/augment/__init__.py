@@ -1,1 +1,21 @@
-"""synthaug.augment."""
+"""Mixing cached synthetic pairs into MONAI and segmentation-models-pytorch training.
+
+``SyntheticAugment`` (a MONAI dictionary transform) and ``SyntheticMixDataset`` (a torch Dataset at an
+exact real:synthetic ratio) read a finished ``SyntheticCache``; ``HVMaps``/``HVMapsd`` and friends
+recompute HoVer-Net targets after spatial augmentation. Nothing here imports the diffusion model.
+"""
+
+from synthaug.augment._paste import paste_instances
+from synthaug.augment.mix import SyntheticMixDataset
+from synthaug.augment.synthetic import SyntheticAugment
+from synthaug.augment.targets import AlbumentationsTargets, ConditionTargetsd, HVMaps, HVMapsd
+
+__all__ = [
+    "AlbumentationsTargets",
+    "ConditionTargetsd",
+    "HVMaps",
+    "HVMapsd",
+    "SyntheticAugment",
+    "SyntheticMixDataset",
+    "paste_instances",
+]

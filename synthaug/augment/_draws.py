@@ -1,0 +1,113 @@
+"""Which cached synthetic samples to draw: cache checks and per-sample draw weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from synthaug._validation import check_choice
+
+COUNT_BY = ("instances", "pixels")
+_CACHE_API = ("read", "type_pixel_counts", "type_instance_counts", "num_types", "height", "width")
+
+
+def check_cache(cache: Any, name: str = "cache", *, num_types: int | None = None) -> int:
+    """Check that ``cache`` is a usable, non-empty ``SyntheticCache``; returns its length.
+
+    Raises:
+        TypeError: ``cache`` lacks the ``SyntheticCache`` interface.
+        ValueError: the cache holds no committed sample, or its number of types differs from
+            ``num_types`` (the real data's).
+    """
+    missing = [attr for attr in _CACHE_API if not hasattr(cache, attr)]
+    if missing or not hasattr(cache, "__len__"):
+        raise TypeError(
+            f"`{name}` must be a synthaug.sampling.SyntheticCache (open one with "
+            f"`SyntheticCache.open(url)`), got {type(cache).__name__} without {missing or ['__len__']}."
+        )
+    length = len(cache)
+    if length == 0:
+        raise ValueError(
+            f"`{name}` is empty (0 committed samples); fill it with sampled pairs first (`synthaug sample`) "
+            "or point it at a finished cache."
+        )
+    if num_types is not None and int(cache.num_types) != int(num_types):
+        raise ValueError(
+            f"`{name}` holds {cache.num_types} nucleus types but the real data has {num_types}; "
+            "sample a cache with the real dataset's type list (or remap the types) before mixing."
+        )
+    return length
+
+
+def check_types(types: Iterable[Any] | None, name: str, num_types: int) -> tuple[int, ...] | None:
+    """Validate type ids against ``1..num_types``; ``None`` passes through."""
+    if types is None:
+        return None
+    out = tuple(int(t) for t in types)
+    if not out:
+        raise ValueError(f"`{name}` is empty; pass None to draw every cached sample uniformly.")
+    bad = [t for t in out if not 1 <= t <= num_types]
+    if bad:
+        raise ValueError(
+            f"`{name}` has type ids {bad} outside 1..{num_types} (the cache's types; 0 is background)."
+        )
+    return out
+
+
+def draw_probabilities(
+    cache: Any,
+    *,
+    target_types: Iterable[int] | None = None,
+    type_weights: Mapping[int, float] | None = None,
+    count_by: str = "instances",
+) -> np.ndarray:
+    """Probability of drawing each cached sample, weighted towards the requested nucleus types.
+
+    Sample ``i`` is drawn with probability proportional to ``sum_t w_t * counts[i, t]`` over the
+    weighted types ``t``: the ``target_types`` (each ``w_t = type_weights.get(t, 1)``), or, with
+    only ``type_weights``, every type (``w_t`` defaulting to 1). With neither, every sample is
+    equally likely. Samples without any weighted nucleus are never drawn.
+
+    Args:
+        cache: a ``SyntheticCache`` (``type_instance_counts()``/``type_pixel_counts()`` give
+            ``(N, num_types + 1)`` counts, column 0 the background).
+        target_types: type ids (1-based) to over-represent.
+        type_weights: type id -> non-negative weight.
+        count_by: ``"instances"`` (nuclei per type, favours small rare cells) or ``"pixels"``.
+
+    Returns:
+        ``(N,)`` float64 probabilities summing to 1.
+
+    Raises:
+        ValueError: unknown ``count_by``, bad type ids or weights, or no cached sample holds any
+            weighted type.
+    """
+    check_choice(count_by, "count_by", COUNT_BY)
+    length = check_cache(cache)
+    num_types = int(cache.num_types)
+    targets = check_types(target_types, "target_types", num_types)
+    if type_weights is not None and not isinstance(type_weights, Mapping):
+        raise TypeError(f"`type_weights` must map type id -> weight, got {type(type_weights).__name__}.")
+    weights_by_type = {int(k): float(v) for k, v in (type_weights or {}).items()}
+    check_types(weights_by_type or None, "type_weights", num_types)
+    if any(not np.isfinite(w) or w < 0 for w in weights_by_type.values()):
+        raise ValueError(f"`type_weights` must be finite and non-negative, got {weights_by_type}.")
+    if targets is None and not weights_by_type:
+        return np.full(length, 1.0 / length)
+
+    types = targets if targets is not None else tuple(range(1, num_types + 1))
+    w = np.zeros(num_types + 1)
+    for t in types:
+        w[t] = weights_by_type.get(t, 1.0)
+    counts = cache.type_instance_counts() if count_by == "instances" else cache.type_pixel_counts()
+    counts = np.asarray(counts, dtype=np.float64)[:length]
+    score = counts @ w
+    total = score.sum()
+    if total <= 0:
+        raise ValueError(
+            f"no cached sample contains nuclei of the weighted types {list(types)} (by {count_by}); "
+            "sample a cache that targets them, or change `target_types` / `type_weights`."
+        )
+    return score / total
