@@ -48,7 +48,9 @@ def check_instance_mask(inst: Any, name: str = "inst", *, ndim: int = 2) -> np.n
     return np.ascontiguousarray(inst)
 
 
-def check_rgb_image(image: Any, name: str = "image", *, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
+def check_rgb_image(
+    image: Any, name: str = "image", *, shape_hw: tuple[int, int] | None = None
+) -> np.ndarray:
     """Validate an RGB image, HWC, uint8 or float in [0, 1]; returns it as float32 in [0, 1]."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"`{name}` must be a numpy array (H, W, 3), got {type(image).__name__}.")

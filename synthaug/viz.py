@@ -115,8 +115,13 @@ def save_pair_grid(
             ax.set_xticks([])
             ax.set_yticks([])
     if type_names:
-        fig.legend(handles=legend_handles(type_names), loc="lower center", ncol=len(type_names), fontsize=8,
-                   frameon=False)
+        fig.legend(
+            handles=legend_handles(type_names),
+            loc="lower center",
+            ncol=len(type_names),
+            fontsize=8,
+            frameon=False,
+        )
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout(rect=(0, 0.04 if type_names else 0, 1, 1))

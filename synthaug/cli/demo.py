@@ -9,27 +9,42 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="masks -> conditions -> MSDM -> synthetic pairs (zarr) -> segmentation with/without SyntheticAugment",
+        help="masks -> conditions -> MSDM -> synthetic pairs -> segmentation with/without SyntheticAugment",
         description=(
-            "Runs the whole synthaug path and writes report.html with figures and JSON. Without --data it uses "
-            "generated nuclei layouts and toy H&E renders (no download, no GPU; under 5 minutes on 2 CPU cores)."
+            "Runs the whole synthaug path and writes report.html with figures and JSON. Without --data "
+            "it uses generated nuclei layouts and toy H&E renders (no download, no GPU; under 5 minutes "
+            "on 2 CPU cores)."
         ),
     )
-    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default: demo-out)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="a real dataset folder (any synthaug reader, e.g. ../shared/data/consep)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("demo-out"), help="output folder (default: demo-out)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="a real dataset folder (any synthaug reader, e.g. ../shared/data/consep)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="a reduced run (seconds, for tests/CI): fewer tiles and steps, same path")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a reduced run (seconds, for tests/CI): fewer tiles and steps, same path",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from synthaug.demo.run import DemoConfig, run_demo
 
-    config = DemoConfig.preset("quick" if args.quick else "default", out_dir=args.out, data=args.data,
-                               device=args.device, seed=args.seed)
+    config = DemoConfig.preset(
+        "quick" if args.quick else "default",
+        out_dir=args.out,
+        data=args.data,
+        device=args.device,
+        seed=args.seed,
+    )
     result = run_demo(config)
     print(f"\nReport: {result.report_path}")
     return 0

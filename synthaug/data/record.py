@@ -42,7 +42,9 @@ class Sample:
                 f"with shape {getattr(self.image, 'shape', None)}."
             )
         if self.image.shape[-1] != 3:
-            raise ValueError(f"Sample {self.name!r}: `image` must have 3 channels, got shape {self.image.shape}.")
+            raise ValueError(
+                f"Sample {self.name!r}: `image` must have 3 channels, got shape {self.image.shape}."
+            )
         self.inst = check_instance_mask(self.inst, "inst").astype(np.int32, copy=False)
         if not isinstance(self.types, np.ndarray) or self.types.ndim != 2:
             raise TypeError(f"Sample {self.name!r}: `types` must be a (H, W) integer array.")
@@ -86,7 +88,9 @@ class NucleiDataset:
             transforms, say).
     """
 
-    def __init__(self, samples: Sequence[Sample], transform: Callable[[Mapping[str, Any]], Any] | None = None):
+    def __init__(
+        self, samples: Sequence[Sample], transform: Callable[[Mapping[str, Any]], Any] | None = None
+    ):
         if not isinstance(samples, Sequence) or not all(isinstance(s, Sample) for s in samples):
             raise TypeError("`samples` must be a sequence of synthaug.data.Sample records.")
         self.samples = list(samples)

@@ -20,7 +20,9 @@ def _pyplot():
     return plt
 
 
-def save_loss_curves(path: Path, curves: Mapping[str, Sequence[float]], *, title: str, smooth: int = 10) -> Path:
+def save_loss_curves(
+    path: Path, curves: Mapping[str, Sequence[float]], *, title: str, smooth: int = 10
+) -> Path:
     """Plot raw (faint) and moving-average (solid) loss per run on one axis."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
@@ -30,8 +32,12 @@ def save_loss_curves(path: Path, curves: Mapping[str, Sequence[float]], *, title
             continue
         (line,) = ax.plot(y, alpha=0.25, linewidth=0.8)
         k = max(1, min(smooth, y.size))
-        ax.plot(np.arange(k - 1, y.size), np.convolve(y, np.ones(k) / k, mode="valid"), color=line.get_color(),
-                label=name)
+        ax.plot(
+            np.arange(k - 1, y.size),
+            np.convolve(y, np.ones(k) / k, mode="valid"),
+            color=line.get_color(),
+            label=name,
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=10)
@@ -56,10 +62,10 @@ def save_dice_bars(path: Path, dice: Mapping[str, Mapping[str, float]], *, title
         bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=run)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(x, classes, fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.1)
     ax.set_ylabel("Dice")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(runs), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -106,7 +112,9 @@ def write_report(
             parts.append(f"<tr>{cells}</tr>")
         parts.append("</table>")
     for heading, png, caption in figures:
-        parts.append(f"<h2>{esc(heading)}</h2><img src='{esc(png)}' alt='{esc(heading)}'><p>{esc(caption)}</p>")
+        parts.append(
+            f"<h2>{esc(heading)}</h2><img src='{esc(png)}' alt='{esc(heading)}'><p>{esc(caption)}</p>"
+        )
     parts.append("<h2>Settings</h2><pre>" + esc(json.dumps(settings, indent=2, default=str)) + "</pre>")
     parts.append("</body></html>")
     path = Path(out_dir) / "report.html"

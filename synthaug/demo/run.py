@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ EPITHELIAL = 3  # CoNSeP's merged type 3: epithelial, the columnar cells of colo
 # Training tiles are deliberately poor in epithelial nuclei: the data-scarcity case synthaug targets.
 SCARCE_TRAIN_SHARES = {"other": 0.10, "inflammatory": 0.40, "epithelial": 0.05, "spindle": 0.45}
 TEST_SHARES = {"other": 0.10, "inflammatory": 0.30, "epithelial": 0.30, "spindle": 0.30}
+# Toy tiles are small (48 px), so nuclei are drawn at 20x (half size) to hold a dozen or more per tile.
+NUCLEUS_SCALE = 0.5
 
 
 @dataclass
@@ -47,13 +50,13 @@ class DemoConfig:
     data: Path | None = None
     device: str | None = None
     seed: int = 0
-    tile_size: int = 64
+    tile_size: int = 48
     num_train: int = 64
     num_test: int = 32
-    msdm_steps: int = 500
+    msdm_steps: int = 400
     msdm_batch_size: int = 8
     model_size: str = "tiny"
-    num_synthetic: int = 48
+    num_synthetic: int = 40
     sampling_batch_size: int = 16
     inference_steps: int = 20
     target_share: float = 0.6
@@ -61,16 +64,28 @@ class DemoConfig:
     seg_batch_size: int = 8
     synthetic_prob: float = 0.5
     expected_minutes: float = 5.0
-    guidance: dict[str, float] = field(default_factory=lambda: {"mask": 1.0, "text": 1.0, "colour": 1.5})
+    # Plain conditional sampling: guidance above 1 only pays once a model has learned its modalities,
+    # which a few hundred CPU steps do not give; each weight above 1 costs one more forward per step.
+    guidance: dict[str, float] = field(default_factory=lambda: {"mask": 1.0, "text": 1.0, "colour": 1.0})
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DemoConfig:
         """``"default"`` (under 5 minutes on 2 CPU cores) or ``"quick"`` (seconds; tests and CI)."""
         presets = {
             "default": {},
-            "quick": dict(tile_size=32, num_train=12, num_test=6, msdm_steps=12, msdm_batch_size=4,
-                          num_synthetic=8, sampling_batch_size=8, inference_steps=4, seg_steps=12,
-                          seg_batch_size=4, expected_minutes=1.0),
+            "quick": dict(
+                tile_size=32,
+                num_train=12,
+                num_test=6,
+                msdm_steps=12,
+                msdm_batch_size=4,
+                num_synthetic=8,
+                sampling_batch_size=8,
+                inference_steps=4,
+                seg_steps=12,
+                seg_batch_size=4,
+                expected_minutes=1.0,
+            ),
         }
         if name not in presets:
             raise ValueError(f"`name` must be one of {sorted(presets)}, got {name!r}.")
@@ -112,21 +127,42 @@ def load_split(config: DemoConfig) -> tuple[BenchmarkSplit, bool]:
     """Stage 1: the train/test split (toy, or tiles of a real dataset); returns ``(split, is_toy)``."""
     size = config.tile_size
     if config.data is None:
-        train = make_toy_samples(config.num_train, size, size, seed=config.seed, progress=True,
-                                 type_shares=SCARCE_TRAIN_SHARES)
-        test = make_toy_samples(config.num_test, size, size, seed=config.seed + 1, progress=True,
-                                type_shares=TEST_SHARES)
+        train = make_toy_samples(
+            config.num_train,
+            size,
+            size,
+            seed=config.seed,
+            progress=True,
+            type_shares=SCARCE_TRAIN_SHARES,
+            size=NUCLEUS_SCALE,
+        )
+        test = make_toy_samples(
+            config.num_test,
+            size,
+            size,
+            seed=config.seed + 1,
+            progress=True,
+            type_shares=TEST_SHARES,
+            size=NUCLEUS_SCALE,
+        )
         split = BenchmarkSplit(
-            _renamed(train, "train_"), _renamed(test, "test_"),
+            _renamed(train, "train_"),
+            _renamed(test, "test_"),
             type_names={k: v for k, v in NUCLEUS_TYPES.items() if k > 0},
-            provenance={"data": "generated layouts + toy H&E renders", "train_type_shares": SCARCE_TRAIN_SHARES,
-                        "test_type_shares": TEST_SHARES, "seed": config.seed},
+            provenance={
+                "data": "generated layouts + toy H&E renders",
+                "train_type_shares": SCARCE_TRAIN_SHARES,
+                "test_type_shares": TEST_SHARES,
+                "seed": config.seed,
+            },
         )
         return split, True
     reader = open_dataset(config.data)
     splits = reader.splits()
     if "train" not in splits or "test" not in splits:
-        raise ValueError(f"`data` {config.data} needs 'train' and 'test' splits for the demo, it has {splits}.")
+        raise ValueError(
+            f"`data` {config.data} needs 'train' and 'test' splits for the demo, it has {splits}."
+        )
     rng = np.random.default_rng(config.seed)
 
     def tiles(split_name: str, n: int) -> list[Sample]:
@@ -135,7 +171,9 @@ def load_split(config: DemoConfig) -> tuple[BenchmarkSplit, bool]:
         return [patches[i] for i in sorted(keep)]
 
     split = BenchmarkSplit(
-        tiles("train", config.num_train), tiles("test", config.num_test), type_names=reader.type_names,
+        tiles("train", config.num_train),
+        tiles("test", config.num_test),
+        type_names=reader.type_names,
         provenance={"data": str(config.data), "reader": reader.name, "tile_size": size, "seed": config.seed},
     )
     return split, False
@@ -155,9 +193,13 @@ def run_demo(config: DemoConfig) -> DemoResult:
     device = _resolve_device(config.device)
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    for stale in ("msdm", "synthetic.zarr"):  # a re-run trains a new model; its cache must start empty
+        shutil.rmtree(out / stale, ignore_errors=True)
     data_kind = "toy data (generated layouts, toy H&E renders)" if config.data is None else str(config.data)
-    print(f"synthaug {__version__} demo on {device}: {data_kind}. Expect about {config.expected_minutes:g} "
-          f"minutes on a 2-core CPU; outputs in {out}/")
+    print(
+        f"synthaug {__version__} demo on {device}: {data_kind}. Expect about {config.expected_minutes:g} "
+        f"minutes on a 2-core CPU; outputs in {out}/"
+    )
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -176,20 +218,35 @@ def run_demo(config: DemoConfig) -> DemoResult:
 
     # 2. Conditions
     shown = split.train[:3]
-    save_pair_grid(out / "conditions.png", [s.image for s in shown], [s.inst for s in shown],
-                   [s.types for s in shown], hv_maps=[compute_hv_maps(s.inst) for s in shown],
-                   titles=[s.name for s in shown], type_names=type_names,
-                   suptitle="Training tiles: nuclei outlines by type, and HoVer-Net HV maps (MONAI convention)")
+    save_pair_grid(
+        out / "conditions.png",
+        [s.image for s in shown],
+        [s.inst for s in shown],
+        [s.types for s in shown],
+        hv_maps=[compute_hv_maps(s.inst) for s in shown],
+        titles=[s.name for s in shown],
+        type_names=type_names,
+        suptitle="Training tiles: nuclei outlines by type, and HoVer-Net HV maps (MONAI convention)",
+    )
     layout = ConditionLayout(num_types=num_classes - 1)
     train_colour = np.mean([colour_stats(s.image, s.inst).as_vector() for s in split.train], axis=0)
     lap("2 conditions")
 
     # 3. MSDM
     train_config = TrainConfig(
-        output_dir=out / "msdm", resolution=config.tile_size, batch_size=config.msdm_batch_size,
-        steps=config.msdm_steps, model_size=config.model_size, seed=config.seed, learning_rate=1e-3,
-        lr_warmup_steps=min(50, config.msdm_steps // 10), checkpoint_every=0, sample_every=0,
-        grid_inference_steps=config.inference_steps, condition_layout=layout, ema_decay=0.99,
+        output_dir=out / "msdm",
+        resolution=config.tile_size,
+        batch_size=config.msdm_batch_size,
+        steps=config.msdm_steps,
+        model_size=config.model_size,
+        seed=config.seed,
+        learning_rate=1e-3,
+        lr_warmup_steps=min(50, config.msdm_steps // 10),
+        checkpoint_every=0,
+        sample_every=0,
+        grid_inference_steps=config.inference_steps,
+        condition_layout=layout,
+        ema_decay=0.99,
     )
     train_msdm(train_config, list(split.train))
     lap("3 MSDM training")
@@ -197,39 +254,71 @@ def run_demo(config: DemoConfig) -> DemoResult:
     # 4. Targeted sampling into the zarr cache
     policy = TargetingPolicy(type=EPITHELIAL, share=config.target_share, tolerance=0.1)
     if is_toy:
-        base = LayoutMaskSource(config.tile_size, config.tile_size, seed=config.seed, meta=TOY_META,
-                                type_shares=TEST_SHARES)
+        base = LayoutMaskSource(
+            config.tile_size,
+            config.tile_size,
+            seed=config.seed,
+            meta=TOY_META,
+            type_shares=TEST_SHARES,
+            size=NUCLEUS_SCALE,
+        )
     else:
         base = RealMaskSource(list(split.train), edits=("dihedral", "elastic"), seed=config.seed)
     source = TargetedMaskSource(base, policy, seed=config.seed)
     pipeline = load_pipeline(out / "msdm", device=device)
     cache = generate_to_cache(
-        pipeline, source, str(out / "synthetic.zarr"), num_samples=config.num_synthetic,
-        batch_size=config.sampling_batch_size, seed=config.seed, guidance=config.guidance,
-        num_inference_steps=config.inference_steps, colour=train_colour,
+        pipeline,
+        source,
+        str(out / "synthetic.zarr"),
+        num_samples=config.num_synthetic,
+        batch_size=config.sampling_batch_size,
+        seed=config.seed,
+        guidance=config.guidance,
+        num_inference_steps=config.inference_steps,
+        colour=train_colour,
         target={"type": type_names.get(EPITHELIAL, str(EPITHELIAL)), "share": config.target_share},
     )
     shown = [cache.read(i) for i in range(min(4, len(cache)))]
-    save_pair_grid(out / "synthetic_pairs.png", [s["image"] for s in shown], [s["inst"] for s in shown],
-                   [s["type"] for s in shown], hv_maps=[compute_hv_maps(s["inst"]) for s in shown],
-                   titles=[f"synthetic #{i}" for i in range(len(shown))], type_names=type_names,
-                   suptitle="MSDM samples targeted at epithelial nuclei (image painted on the mask)")
+    save_pair_grid(
+        out / "synthetic_pairs.png",
+        [s["image"] for s in shown],
+        [s["inst"] for s in shown],
+        [s["type"] for s in shown],
+        hv_maps=[compute_hv_maps(s["inst"]) for s in shown],
+        titles=[f"synthetic #{i}" for i in range(len(shown))],
+        type_names=type_names,
+        suptitle="MSDM samples targeted at epithelial nuclei (image painted on the mask)",
+    )
     counts = cache.type_instance_counts().sum(axis=0)
     synth_share = float(counts[EPITHELIAL] / max(1, counts[1:].sum()))
-    train_counts = np.bincount(np.concatenate([list(s.inst_types.values()) for s in split.train] or [[]]).astype(int),
-                               minlength=num_classes)
+    train_counts = np.bincount(
+        np.concatenate([list(s.inst_types.values()) for s in split.train] or [[]]).astype(int),
+        minlength=num_classes,
+    )
     real_share = float(train_counts[EPITHELIAL] / max(1, train_counts[1:].sum()))
     lap("4 sampling")
 
     # 5. Segmentation with and without SyntheticAugment
-    common = dict(num_classes=num_classes, steps=config.seg_steps, batch_size=config.seg_batch_size,
-                  seed=config.seed, device=device)
+    common = dict(
+        num_classes=num_classes,
+        steps=config.seg_steps,
+        batch_size=config.seg_batch_size,
+        seed=config.seed,
+        device=device,
+    )
     runs = {
         "real only": train_segmenter(split.train, split.test, desc="segmenter: real only", **common),
         "real + SyntheticAugment": train_segmenter(
-            split.train, split.test, desc="segmenter: + synthetic",
-            transform=SyntheticAugment(cache, prob=config.synthetic_prob, target_types=[EPITHELIAL],
-                                       num_types=num_classes - 1, read_ahead=0),
+            split.train,
+            split.test,
+            desc="segmenter: + synthetic",
+            transform=SyntheticAugment(
+                cache,
+                prob=config.synthetic_prob,
+                target_types=[EPITHELIAL],
+                num_types=num_classes - 1,
+                read_ahead=0,
+            ),
             **common,
         ),
     }
@@ -237,47 +326,81 @@ def run_demo(config: DemoConfig) -> DemoResult:
     dice = {}
     for name, run in runs.items():
         scores = dice_per_class(truth, run.predictions, num_classes=num_classes)
-        dice[name] = {type_names.get(k, "background") if k else "background": float(scores[k])
-                      for k in range(num_classes)}
+        dice[name] = {
+            type_names.get(k, "background") if k else "background": float(scores[k])
+            for k in range(num_classes)
+        }
     lap("5 segmentation")
 
     # 6. Report
-    save_loss_curves(out / "segmentation_loss.png", {k: r.losses for k, r in runs.items()},
-                     title="Segmentation training loss (DiceCE)")
+    save_loss_curves(
+        out / "segmentation_loss.png",
+        {k: r.losses for k, r in runs.items()},
+        title="Segmentation training loss (DiceCE)",
+    )
     save_dice_bars(out / "dice.png", dice, title="Dice per class on held-out tiles")
     classes = list(next(iter(dice.values())))
     notes = [
-        f"Data: {data_kind}." + (" This is toy data: the numbers show that the path works, not how much "
-                                 "synthesis helps on real tissue." if is_toy else ""),
+        f"Data: {data_kind}."
+        + (
+            " This is toy data: the numbers show that the path works, not how much "
+            "synthesis helps on real tissue."
+            if is_toy
+            else ""
+        ),
         f"Training tiles: {len(split.train)}; epithelial share of training nuclei {real_share:.1%}. "
-        f"Synthetic pairs: {len(cache)}, epithelial share {synth_share:.1%} (requested {config.target_share:.0%}).",
+        f"Synthetic pairs: {len(cache)}, epithelial share {synth_share:.1%} "
+        f"(requested {config.target_share:.0%}).",
         f"Device: {device}. Wall time per stage (s): {json.dumps(seconds)}.",
     ]
-    settings = {"synthaug": __version__, "device": device, "condition_channels": list(layout.channels),
-                "demo": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()},
-                "split": dict(split.provenance)}
+    settings = {
+        "synthaug": __version__,
+        "device": device,
+        "condition_channels": list(layout.channels),
+        "demo": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()},
+        "split": dict(split.provenance),
+    }
     report = write_report(
         out,
         title="synthaug demo report",
         notes=notes,
         figures=[
-            ("Conditions", "conditions.png", "Training tiles with nuclei outlines coloured by type and the HV "
-                                              "maps MSDM is conditioned on."),
+            (
+                "Conditions",
+                "conditions.png",
+                "Training tiles with nuclei outlines coloured by type and the HV "
+                "maps MSDM is conditioned on.",
+            ),
             ("MSDM training loss", "msdm/loss.png", "Diffusion loss per step of the tiny MSDM."),
-            ("Synthetic pairs", "synthetic_pairs.png", "Pairs read back from the zarr cache; outlines show "
-                                                       "the mask each image was painted on."),
+            (
+                "Synthetic pairs",
+                "synthetic_pairs.png",
+                "Pairs read back from the zarr cache; outlines show the mask each image was painted on.",
+            ),
             ("Segmentation loss", "segmentation_loss.png", "Same network, seed and budget for both runs."),
             ("Dice per class", "dice.png", "Held-out tiles; higher is better."),
         ],
-        tables=[("Dice per class (held-out tiles)", ["run", *classes],
-                 [[name, *[dice[name][c] for c in classes]] for name in dice])],
+        tables=[
+            (
+                "Dice per class (held-out tiles)",
+                ["run", *classes],
+                [[name, *[dice[name][c] for c in classes]] for name in dice],
+            )
+        ],
         settings=settings,
     )
-    (out / "report.json").write_text(json.dumps({"dice": dice, "seconds": seconds, "settings": settings,
-                                                 "epithelial_share": {"train": real_share, "synthetic": synth_share},
-                                                 "synthetic_fraction_seen": {k: r.synthetic_fraction
-                                                                             for k, r in runs.items()}},
-                                                indent=2))
+    (out / "report.json").write_text(
+        json.dumps(
+            {
+                "dice": dice,
+                "seconds": seconds,
+                "settings": settings,
+                "epithelial_share": {"train": real_share, "synthetic": synth_share},
+                "synthetic_fraction_seen": {k: r.synthetic_fraction for k, r in runs.items()},
+            },
+            indent=2,
+        )
+    )
     lap("6 report")
     print(f"Total {sum(seconds.values()):.0f} s.")
     return DemoResult(report, dice, seconds)

@@ -67,10 +67,15 @@ def train_segmenter(
         transform.set_random_state(seed)
     dataset = NucleiDataset(list(train), transform=transform)
     sampler = torch.utils.data.RandomSampler(
-        dataset, replacement=True, num_samples=steps * batch_size, generator=torch.Generator().manual_seed(seed)
+        dataset,
+        replacement=True,
+        num_samples=steps * batch_size,
+        generator=torch.Generator().manual_seed(seed),
     )
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_collate)
-    model = BasicUNet(spatial_dims=2, in_channels=3, out_channels=num_classes, features=(16, 16, 32, 64, 128, 16))
+    model = BasicUNet(
+        spatial_dims=2, in_channels=3, out_channels=num_classes, features=(16, 16, 32, 64, 128, 16)
+    )
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
