@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synthaug.data import NucleiDataset, Sample
+from synthaug.data import Sample
 from synthaug.metrics.segmentation import aggregated_jaccard_index, conic_pq, dice_per_class
 
 REPO = Path(__file__).resolve().parents[1]
-ARCHS = ("monai-basicunet", "smp-unet")
 
 
 def device_description(device: str) -> str:
@@ -84,103 +83,6 @@ def build_toy_cache(url: str, *, num_samples: int, size: int, seed: int = 0, num
             meta=[{"source": "toy", "seed": seed + i}],
         )
     return cache
-
-
-# ----------------------------------------------------------------------------------------- training
-def build_segmenter(arch: str, num_classes: int) -> torch.nn.Module:
-    """The segmentation network: SMP ``Unet`` (ResNet-18, random init) or a small MONAI ``BasicUNet``."""
-    if arch == "smp-unet":
-        import segmentation_models_pytorch as smp
-
-        return smp.Unet(encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=num_classes)
-    if arch == "monai-basicunet":
-        from monai.networks.nets import BasicUNet
-
-        return BasicUNet(
-            spatial_dims=2, in_channels=3, out_channels=num_classes, features=(16, 16, 32, 64, 128, 16)
-        )
-    raise ValueError(f"`arch` must be one of {list(ARCHS)}, got {arch!r}.")
-
-
-def geometric_augmentations(keys: Sequence[str] = ("image", "label")) -> list[Callable]:
-    """The augmentations every arm shares (flips and 90-degree turns; image and label drawn together)."""
-    from monai.transforms import RandFlipd, RandRotate90d
-
-    return [
-        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
-        RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
-        RandRotate90d(keys=keys, prob=0.5),
-    ]
-
-
-def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
-    return {
-        "image": torch.as_tensor(np.stack([np.asarray(i["image"], np.float32) for i in items])),
-        "label": torch.as_tensor(np.stack([np.asarray(i["label"], np.int64) for i in items])),
-        "is_synthetic": torch.as_tensor([bool(i.get("is_synthetic", False)) for i in items]),
-    }
-
-
-def train_and_predict(
-    train: Sequence[Sample],
-    test: Sequence[Sample],
-    *,
-    arch: str,
-    num_classes: int,
-    steps: int,
-    batch_size: int,
-    seed: int,
-    device: str,
-    synthetic: Callable | None = None,
-    lr: float = 3e-3,
-    desc: str = "train",
-) -> tuple[list[np.ndarray], float]:
-    """Train one segmenter and predict the test type maps.
-
-    Every arm gets the same network, seed, optimiser, step budget and geometric augmentations;
-    ``synthetic`` (a ``SyntheticAugment``) is put in front of them when given.
-
-    Returns:
-        ``(predictions, synthetic_fraction)``: ``(H, W)`` class maps per test sample, and the share
-        of training draws that came from the cache.
-    """
-    from monai.losses import DiceCELoss
-    from monai.transforms import Compose
-    from monai.utils import set_determinism
-
-    set_determinism(seed=seed)
-    transform = Compose(([synthetic] if synthetic is not None else []) + geometric_augmentations())
-    transform.set_random_state(seed)
-    dataset = NucleiDataset(list(train), transform=transform)
-    sampler = torch.utils.data.RandomSampler(
-        dataset,
-        replacement=True,
-        num_samples=steps * batch_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_collate)
-    model = build_segmenter(arch, num_classes).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    drawn_synthetic = 0
-    model.train()
-    for batch in tqdm(loader, total=steps, desc=desc, unit="step", leave=False):
-        loss = loss_fn(model(batch["image"].to(device)), batch["label"].to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        drawn_synthetic += int(batch["is_synthetic"].sum())
-    model.eval()
-    predictions = []
-    with torch.no_grad():
-        for start in range(0, len(test), 16):
-            chunk = [s.to_dict()["image"] for s in test[start : start + 16]]
-            logits = model(torch.as_tensor(np.stack(chunk)).to(device))
-            predictions.extend(logits.argmax(1).cpu().numpy().astype(np.int32))
-    set_determinism(seed=None)
-    return predictions, drawn_synthetic / (steps * batch_size)
 
 
 # ----------------------------------------------------------------------------------------- evaluation

@@ -37,7 +37,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ARCHS,
     REPO,
     build_toy_cache,
     device_description,
@@ -45,9 +44,10 @@ from _common import (  # noqa: E402
     git_commit,
     mean_std,
     paired_comparison,
-    train_and_predict,
     write_json,
 )
+
+from synthaug.demo.segmenter import ARCHS, train_segmenter  # noqa: E402
 
 RARE = "epithelial"
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     synthetic_share: dict[str, list[float]] = {name: [] for name, *_ in arms}
     for seed in range(args.seeds):
         for name, train, augment, _ in arms:
-            preds, share = train_and_predict(
+            run = train_segmenter(
                 train,
                 split.test,
                 arch=args.arch,
@@ -260,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                 synthetic=augment,
                 desc=f"{name} s{seed}",
             )
-            per_seed[name].append(evaluate(preds, split.test, names))
-            synthetic_share[name].append(share)
+            per_seed[name].append(evaluate(run.predictions, split.test, names))
+            synthetic_share[name].append(run.synthetic_fraction)
 
     metrics = list(per_seed["real"][0])
     summary, comparisons = {}, {}

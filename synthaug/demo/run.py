@@ -312,7 +312,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
             split.train,
             split.test,
             desc="segmenter: + synthetic",
-            transform=SyntheticAugment(
+            synthetic=SyntheticAugment(
                 cache,
                 prob=config.synthetic_prob,
                 target_types=[EPITHELIAL],
