@@ -103,9 +103,11 @@ def main() -> None:
         items = [s.to_dict() for s in samples]
         variants = {
             "real only (crop + flips)": Compose(spatial),
-            "+ SyntheticAugment(prob=0.5)": Compose([SyntheticAugment(cache, prob=0.5), *spatial]),
-            "+ SyntheticAugment(prob=0.5, preload=True)": Compose(
-                [SyntheticAugment(cache, prob=0.5, preload=True), *spatial]
+            "+ SyntheticAugment(prob=0.5) (default: preloaded)": Compose(
+                [SyntheticAugment(cache, prob=0.5), *spatial]
+            ),
+            "+ SyntheticAugment(prob=0.5, preload=False) (zarr reads)": Compose(
+                [SyntheticAugment(cache, prob=0.5, preload=False), *spatial]
             ),
             "+ SyntheticAugment(prob=0.5, mode='paste')": Compose(
                 [SyntheticAugment(cache, prob=0.5, mode="paste"), *spatial]

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from synthaug._validation import check_choice
 from synthaug.augment._draws import check_cache, check_types, draw_probabilities
 from synthaug.augment._fit import CROPS, as_like, check_tile_size, fit_tile
-from synthaug.augment._reader import PreloadedRecords, ReadAhead
+from synthaug.augment._reader import PreloadedRecords, ReadAhead, resolve_preload
 from synthaug.augment.synthetic import LABEL_KINDS, open_cache
 
 
@@ -68,7 +68,8 @@ class SyntheticMixDataset(Dataset):
         label_kind: ``"type"`` or ``"foreground"``: what the label holds.
         num_types: the real data's number of types; a cache with another number is refused.
         transform: applied to every item (e.g. a MONAI ``Compose``).
-        preload: decode the whole cache into memory now, as in :class:`SyntheticAugment`.
+        preload: decode the whole cache into memory now, as in :class:`SyntheticAugment`
+            (``"auto"``: caches up to 1 GiB decoded).
         flag_key: name of the added boolean flag.
 
     Raises:
@@ -93,7 +94,7 @@ class SyntheticMixDataset(Dataset):
         label_kind: str = "type",
         num_types: int | None = None,
         transform: Callable[[dict[Hashable, Any]], Any] | None = None,
-        preload: bool = False,
+        preload: bool | str = "auto",
         flag_key: str = "is_synthetic",
     ) -> None:
         if not hasattr(real, "__getitem__") or not hasattr(real, "__len__") or len(real) == 0:
@@ -120,6 +121,7 @@ class SyntheticMixDataset(Dataset):
             self.cache, target_types=targets, type_weights=type_weights, count_by=count_by
         )
         self._template = self._make_template(self._real_item(0))
+        preload = resolve_preload(self.cache, preload)
         self._source = PreloadedRecords(self.cache) if preload else self.cache
         self._reader = ReadAhead(self._source, depth=0 if preload else 1)
         self.set_epoch(epoch)

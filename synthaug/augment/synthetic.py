@@ -15,7 +15,7 @@ from synthaug._validation import check_choice, check_probability
 from synthaug.augment._draws import COUNT_BY, check_cache, check_types, draw_probabilities
 from synthaug.augment._fit import CROPS, as_like, check_tile_size, fit_tile
 from synthaug.augment._paste import paste_instances
-from synthaug.augment._reader import PreloadedRecords, ReadAhead
+from synthaug.augment._reader import PreloadedRecords, ReadAhead, resolve_preload
 
 MODES = ("replace", "paste")
 LABEL_KINDS = ("type", "foreground")
@@ -83,7 +83,8 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         margin: paste mode: free pixels required between pasted and real nuclei.
         read_ahead: number of cache reads kept in flight on a background thread (0: read inline).
         preload: decode the whole cache into memory now (``N x H x W x 8`` bytes), so draws cost no
-            reading at all; forked DataLoader workers share the memory. For caches that fit in RAM.
+            reading at all; forked DataLoader workers share the memory. ``"auto"`` (default) does so
+            for caches up to 1 GiB decoded and streams larger ones from zarr (with ``read_ahead``).
         flag_key: name of the added boolean flag.
         allow_missing_keys: skip a missing label key instead of raising ``KeyError``.
 
@@ -113,7 +114,7 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         num_types: int | None = None,
         margin: int = 1,
         read_ahead: int = 2,
-        preload: bool = False,
+        preload: bool | str = "auto",
         flag_key: str = "is_synthetic",
         allow_missing_keys: bool = False,
     ) -> None:
@@ -143,6 +144,7 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         self._cdf = np.cumsum(probs)
         self._cdf /= self._cdf[-1]
         # Preloaded records need no reading, so no read-ahead thread either.
+        preload = resolve_preload(self.cache, preload)
         source = PreloadedRecords(self.cache) if preload else self.cache
         self._reader = ReadAhead(source, 0 if preload else read_ahead)
         self._read: tuple[int, Any] | None = None

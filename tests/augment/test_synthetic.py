@@ -180,3 +180,14 @@ def test_preloaded_cache_gives_the_same_stream(make_cache):
         assert a["is_synthetic"] == b["is_synthetic"]
         for key in ("image", "label", "inst"):
             assert np.array_equal(a[key], b[key])
+
+
+def test_preload_auto_holds_small_caches_in_memory_and_streams_large_ones(make_cache, monkeypatch):
+    from synthaug.augment import _reader
+
+    cache = make_cache()
+    assert isinstance(SyntheticAugment(cache, prob=0.5)._reader.cache, _reader.PreloadedRecords)
+    monkeypatch.setattr(_reader, "AUTO_PRELOAD_BYTES", 0)
+    assert not isinstance(SyntheticAugment(cache, prob=0.5)._reader.cache, _reader.PreloadedRecords)
+    with pytest.raises(ValueError, match="`preload`"):
+        SyntheticAugment(cache, prob=0.5, preload="yes")
