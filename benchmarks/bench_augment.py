@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from monai.data import CacheDataset, DataLoader
 from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 from monai.utils import set_determinism
@@ -49,8 +48,7 @@ def load_real(data: str, limit: int) -> tuple[list, str]:
 def cache_from(samples: list, url: str) -> SyntheticCache:
     h, w = samples[0].shape
     cache = SyntheticCache.create(url, height=h, width=w, num_types=4)
-    cache.append(image=np.stack([s.image for s in samples]), inst=np.stack([s.inst for s in samples]),
-                 type=np.stack([s.types for s in samples]), meta=[s.meta for s in samples])
+    cache.append_samples(samples)
     return SyntheticCache.open(url)
 
 

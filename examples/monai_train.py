@@ -43,8 +43,7 @@ def toy_cache(url: str, n: int, size: int, seed: int) -> SyntheticCache:
     """A cache of toy-rendered tiles (stand-in for `synthaug sample` output)."""
     cache = SyntheticCache.create(url, height=size, width=size, num_types=4, attrs={"source": "toy"})
     tiles = make_toy_samples(n, size, size, seed=seed, progress=True)
-    cache.append(image=np.stack([s.image for s in tiles]), inst=np.stack([s.inst for s in tiles]),
-                 type=np.stack([s.types for s in tiles]), meta=[s.meta for s in tiles])
+    cache.append_samples(tiles)
     return cache
 
 

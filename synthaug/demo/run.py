@@ -27,7 +27,7 @@ import numpy as np
 
 from synthaug._version import __version__
 from synthaug.conditions import ConditionLayout, colour_stats, compute_hv_maps
-from synthaug.data import BenchmarkSplit, Sample, open_dataset, tile_samples
+from synthaug.data import BenchmarkSplit, Sample, count_instances, open_dataset, tile_samples
 from synthaug.data.layouts import NUCLEUS_TYPES
 from synthaug.data.toy import TOY_META, make_toy_samples
 from synthaug.demo.report import save_dice_bars, save_loss_curves, write_report
@@ -297,11 +297,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
     )
     counts = cache.type_instance_counts().sum(axis=0)
     synth_share = float(counts[EPITHELIAL] / max(1, counts[1:].sum()))
-    train_counts = np.bincount(
-        np.concatenate([list(s.inst_types.values()) for s in split.train] or [[]]).astype(int),
-        minlength=num_classes,
-    )
-    real_share = float(train_counts[EPITHELIAL] / max(1, train_counts[1:].sum()))
+    train_counts = count_instances(split.train)
+    real_share = train_counts.get(EPITHELIAL, 0) / max(1, sum(train_counts.values()))
     lap("4 sampling")
 
     # 5. Segmentation with and without SyntheticAugment
@@ -333,7 +330,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
     for name, run in runs.items():
         scores = dice_per_class(truth, run.predictions, num_classes=num_classes)
         dice[name] = {
-            type_names.get(k, "background") if k else "background": float(scores[k])
+            type_names.get(k, "background"): float(scores[k])
             for k in range(num_classes)
         }
     lap("5 segmentation")

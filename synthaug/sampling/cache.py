@@ -493,6 +493,22 @@ class SyntheticCache:
         n = ranges[0][1] if ranges and ranges[0][0] == 0 else 0
         group.attrs[COMMIT_KEY] = {"num_samples": n, "ranges": ranges}
 
+    def append_samples(self, samples: Sequence[Any]) -> Range:
+        """Append annotated records (``synthaug.data.Sample``: ``image``, ``inst``, ``types``, ``meta``)
+        as one committed batch, e.g. toy renders standing in for sampled pairs.
+
+        Raises:
+            ValueError: ``samples`` is empty.
+        """
+        if not samples:
+            raise ValueError("`samples` is empty; pass at least one record.")
+        return self.append(
+            image=np.stack([s.image for s in samples]),
+            inst=np.stack([s.inst for s in samples]),
+            type=np.stack([s.types for s in samples]),
+            meta=[dict(s.meta) for s in samples],
+        )
+
     def append(
         self,
         *,

@@ -187,3 +187,19 @@ def test_reading_a_cache_does_not_import_the_diffusion_stack():
     # Training a segmenter from a finished cache must not need diffusers (DEVELOPERS.md contract).
     code = "import sys, synthaug.sampling; sys.exit('diffusers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_append_samples_stores_each_record_as_given(url: str):
+    from synthaug.data.toy import make_toy_samples
+
+    tiles = make_toy_samples(3, 32, 32, seed=5)
+    cache = SyntheticCache.create(url, height=32, width=32, num_types=4)
+    assert cache.append_samples(tiles) == (0, 3)
+    for i, tile in enumerate(tiles):
+        pair = cache.read(i)
+        assert np.array_equal(pair["image"], tile.image)
+        assert np.array_equal(pair["inst"], tile.inst)
+        assert np.array_equal(pair["type"], tile.types)
+        assert pair["meta"] == tile.meta
+    with pytest.raises(ValueError, match="`samples`"):
+        cache.append_samples([])
