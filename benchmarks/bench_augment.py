@@ -5,13 +5,17 @@
 
 The real pipeline is a typical one: a CacheDataset of the training patches in memory, then random
 crop + two flips, batched by ``monai.data.DataLoader`` with worker processes. The synthetic variant
-adds ``SyntheticAugment`` in front of the crop. Without ``--cache``, the cache is the real patches
-written into a ``SyntheticCache`` (same tile size, dtypes and compression as sampled pairs, so the same
-reading cost). Variants run interleaved, ``--repeats`` times each; medians are reported.
+adds ``SyntheticAugment`` in front of the crop (and, in one row, after it: it then converts only the
+crop window, cut at random from the cache tile, instead of a whole tile). Without ``--cache``, the
+cache is the real patches written into a ``SyntheticCache`` (same tile size, dtypes and compression
+as sampled pairs, so the same reading cost).
 
-Two measures: samples/s of the DataLoader (wall clock, what training sees), and CPU ms per sample
-in one process (all threads), whose ratio is the overhead: on a shared, busy machine wall-clock rates
-favour the variant with more threads, which gets a larger share of the cores.
+Two measures. Samples/s of the DataLoader (wall clock, what training sees): variants run
+interleaved, ``--repeats`` times each, medians reported, with the real-only loader's run-to-run
+spread as its noise floor. CPU ms per sample in one process on one torch thread, as in a DataLoader
+worker (all threads of the process counted, read-ahead included), measured in paired rounds (the
+same items through every variant in turn) so that the overhead's confidence interval is tight even
+on a shared machine, where wall-clock rates also favour the variant with more threads.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
 from monai.data import CacheDataset, DataLoader
 from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 from monai.utils import set_determinism
@@ -32,6 +38,8 @@ from synthaug.augment import SyntheticAugment
 from synthaug.sampling.cache import SyntheticCache
 
 KEYS = ("image", "label", "inst")
+PROB = 0.5
+CHUNK = 16  # items per variant per paired round of the CPU measure
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "consep"
 
 
@@ -67,16 +75,50 @@ def samples_per_second(dataset: CacheDataset, args: argparse.Namespace) -> float
     return rate
 
 
-def cpu_ms_per_sample(dataset: CacheDataset) -> float:
-    """CPU time per item in this process (all its threads, read-ahead included).
+def cpu_ms_per_sample(
+    datasets: dict[str, CacheDataset], epochs: int, chunk: int = 32
+) -> dict[str, list[float]]:
+    """CPU ms per item of each dataset in this process (all its threads, read-ahead included).
 
-    Unlike wall-clock rates this does not depend on how busy the machine is: on a shared machine a
-    variant with more threads (the read-ahead) gets a larger share of the cores and looks faster.
+    Paired and interleaved: every round runs the same ``chunk`` indices through each variant in
+    turn (rotating the order), so a drift of the machine's speed hits all variants alike. Returns
+    each variant's ms/item per round; ratios of their sums are the overheads. CPU time, unlike
+    wall-clock rates, does not depend on how busy the machine is: on a shared machine a variant
+    with more threads (the read-ahead) gets a larger share of the cores and looks faster.
+    One torch thread, as torch gives every DataLoader worker: with more, torch's idle threads spin
+    on the flips' small kernels and add CPU time that no worker spends.
     """
-    start = time.process_time()
-    for i in range(len(dataset)):
-        dataset[i]
-    return 1e3 * (time.process_time() - start) / len(dataset)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    names = list(datasets)
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    n = len(datasets[names[0]])
+    order = np.random.default_rng(0).permutation(np.tile(np.arange(n), epochs))
+    try:
+        for r, start in enumerate(tqdm(range(0, len(order), chunk), desc="CPU time, paired rounds")):
+            indices = order[start:start + chunk]
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                began = time.process_time()
+                for i in indices:
+                    datasets[name][int(i)]
+                per_round[name].append(1e3 * (time.process_time() - began) / len(indices))
+    finally:
+        torch.set_num_threads(threads)
+    return per_round
+
+
+def ratio_interval(variant: list[float], base: list[float], seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval (over paired rounds) of ``sum(variant) / sum(base)``."""
+    v, b = np.asarray(variant), np.asarray(base)
+    rounds = np.random.default_rng(seed).integers(0, len(v), (2000, len(v)))
+    ratios = v[rounds].sum(1) / b[rounds].sum(1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def spread(values: list[float]) -> float:
+    """Half the min-max range, in % of the median: the run-to-run noise of one measure."""
+    return 50 * (max(values) - min(values)) / statistics.median(values)
 
 
 def main() -> None:
@@ -88,7 +130,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7, help="DataLoader runs per variant")
+    parser.add_argument("--cpu-epochs", type=int, default=10, help="passes over the data for the CPU measure")
     args = parser.parse_args()
     set_determinism(0)
 
@@ -96,42 +139,55 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         url = args.cache or f"{workdir}/cache.zarr"
         cache = SyntheticCache.open(url) if args.cache else cache_from(samples, url)
-        spatial = [RandSpatialCropd(KEYS, roi_size=(args.crop, args.crop), random_size=False),
-                   RandFlipd(KEYS, prob=0.5, spatial_axis=0), RandFlipd(KEYS, prob=0.5, spatial_axis=1)]
+        crop = RandSpatialCropd(KEYS, roi_size=(args.crop, args.crop), random_size=False)
+        flips = [RandFlipd(KEYS, prob=0.5, spatial_axis=0), RandFlipd(KEYS, prob=0.5, spatial_axis=1)]
+        spatial = [crop, *flips]
         items = [s.to_dict() for s in samples]
         variants = {
             "real only (crop + flips)": Compose(spatial),
-            "+ SyntheticAugment(prob=0.5) (default: preloaded)": Compose(
-                [SyntheticAugment(cache, prob=0.5), *spatial]
+            f"+ SyntheticAugment(prob={PROB}) (default: preloaded)": Compose(
+                [SyntheticAugment(cache, prob=PROB), *spatial]
             ),
-            "+ SyntheticAugment(prob=0.5, preload=False) (zarr reads)": Compose(
-                [SyntheticAugment(cache, prob=0.5, preload=False), *spatial]
+            f"+ SyntheticAugment(prob={PROB}) after the crop": Compose(
+                [crop, SyntheticAugment(cache, prob=PROB), *flips]
             ),
-            "+ SyntheticAugment(prob=0.5, mode='paste')": Compose(
-                [SyntheticAugment(cache, prob=0.5, mode="paste"), *spatial]
+            f"+ SyntheticAugment(prob={PROB}, preload=False) (zarr reads)": Compose(
+                [SyntheticAugment(cache, prob=PROB, preload=False), *spatial]
+            ),
+            f"+ SyntheticAugment(prob={PROB}, mode='paste')": Compose(
+                [SyntheticAugment(cache, prob=PROB, mode="paste"), *spatial]
             ),
         }
         datasets = {name: CacheDataset(items, transform=tf, progress=False) for name, tf in variants.items()}
         rates: dict[str, list[float]] = {name: [] for name in variants}
-        cpu: dict[str, list[float]] = {name: [] for name in variants}
         samples_per_second(datasets["real only (crop + flips)"], args)  # warm-up: caches, allocator
         order = list(datasets)
-        for repeat in tqdm(range(args.repeats), desc="repeats"):  # interleaved and rotated: drifting
-            for name in order[repeat % len(order):] + order[: repeat % len(order)]:  # load hits all alike
+        for repeat in tqdm(range(args.repeats), desc="DataLoader runs"):  # interleaved and rotated:
+            for name in order[repeat % len(order):] + order[: repeat % len(order)]:  # drifts hit all alike
                 rates[name].append(samples_per_second(datasets[name], args))
-                cpu[name].append(cpu_ms_per_sample(datasets[name]))
+        cpu = cpu_ms_per_sample(datasets, args.cpu_epochs, CHUNK)
 
     size = "x".join(map(str, samples[0].shape))
     print(f"\n{source}: {len(samples)} patches {size}, crop {args.crop}, batch {args.batch_size}, "
           f"{args.num_workers} workers, median of {args.repeats} runs x {args.epochs} epochs\n")
-    print("| loader | samples/s (DataLoader) | ratio vs real only | CPU ms/sample | CPU overhead |")
-    print("|---|---|---|---|---|")
-    base_rate = statistics.median(rates["real only (crop + flips)"])
-    base_cpu = statistics.median(cpu["real only (crop + flips)"])
+    print("| loader | samples/s (DataLoader) | ratio vs real only | CPU ms/sample | CPU overhead (95% CI) "
+          "| CPU ms per synthetic draw |")
+    print("|---|---|---|---|---|---|")
+    real = "real only (crop + flips)"
+    base_rate, base_cpu = statistics.median(rates[real]), float(np.mean(cpu[real]))
     for name in variants:
-        rate, ms = statistics.median(rates[name]), statistics.median(cpu[name])
-        overhead = 100 * (ms / base_cpu - 1)
-        print(f"| {name} | {rate:.0f} | {rate / base_rate:.3f} | {ms:.2f} | {overhead:+.1f}% |")
+        rate, ms = statistics.median(rates[name]), float(np.mean(cpu[name]))
+        if name == real:
+            overhead, per_draw = "", ""
+        else:
+            low, high = ratio_interval(cpu[name], cpu[real])
+            low, high = 100 * (low - 1), 100 * (high - 1)
+            overhead = f"{100 * (ms / base_cpu - 1):+.1f}% ({low:+.1f} to {high:+.1f})"
+            per_draw = f"{(ms - base_cpu) / PROB:.2f}"  # a draw happens in PROB of the samples
+        print(f"| {name} | {rate:.0f} | {rate / base_rate:.3f} | {ms:.2f} | {overhead} | {per_draw} |")
+    print(f"\nDataLoader noise floor (real only, half the min-max range of {args.repeats} runs): "
+          f"+/-{spread(rates[real]):.1f}% samples/s. CPU columns: {len(cpu[real])} paired rounds of "
+          f"{CHUNK} items (CI: bootstrap over rounds).")
 
 
 if __name__ == "__main__":

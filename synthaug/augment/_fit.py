@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from monai.transforms import Resize
-from monai.utils import convert_to_dst_type
+from monai.utils import convert_to_dst_type, dtype_torch_to_numpy
 
 CROPS = ("random", "center", "resize")
 
@@ -44,7 +44,8 @@ def fit_tile(
             ``randomize`` so that all randomness stays in one place).
 
     Returns:
-        ``(image (3, H, W) uint8, inst (H, W) int32, type (H, W) uint8)``.
+        ``(image (3, H, W) uint8, inst (H, W) int32, type (H, W) uint8)``, possibly views into
+        ``record`` (``as_like`` makes the copies handed to the user).
     """
     image, inst, types = record["image"], record["inst"], record["type"]
     tile_hw = image.shape[:2]
@@ -58,26 +59,32 @@ def fit_tile(
             # float64 holds every int32 label exactly through the interpolation.
             inst = np.asarray(nearest(inst[None].astype(np.float64), lazy=False))[0].astype(np.int32)
             types = np.asarray(nearest(types[None].astype(np.float64), lazy=False))[0].astype(np.uint8)
-        return np.ascontiguousarray(image), inst, types
+        return image, inst, types
     spare = (tile_hw[0] - out_hw[0], tile_hw[1] - out_hw[1])
     if crop == "center":
         top, left = spare[0] // 2, spare[1] // 2
     else:
         top, left = int(offset[0] * (spare[0] + 1)), int(offset[1] * (spare[1] + 1))
     window = (slice(top, top + out_hw[0]), slice(left, left + out_hw[1]))
-    return np.ascontiguousarray(image[(slice(None), *window)]), inst[window], types[window]
+    return image[(slice(None), *window)], inst[window], types[window]
 
 
 def as_like(value: np.ndarray, like: Any, *, image: bool = False) -> Any:
     """``value`` converted to the array type, dtype and device of ``like`` (numpy, torch, MetaTensor).
 
     With ``image=True`` a ``uint8`` value becomes ``[0, 1]`` floats when ``like`` is floating point
-    (label maps keep their integer values whatever ``like``'s dtype).
+    (label maps keep their integer values whatever ``like``'s dtype). The result never shares
+    memory with ``value``: records may be views into a preloaded cache shared by every draw, and a
+    later transform writing in place must not change what the next draw of that sample returns.
     """
     dtype = getattr(like, "dtype", None)
     is_float = dtype is not None and (
         np.issubdtype(dtype, np.floating) if isinstance(dtype, np.dtype) else dtype.is_floating_point
     )
     if image and value.dtype == np.uint8 and is_float:
-        value = value.astype(np.float32) / 255.0
+        # One pass into a new C-ordered array (same values as astype(float32) / 255).
+        value = np.divide(value, np.float32(255), dtype=np.float32, order="C")
+    else:  # a copy in the target dtype (one pass); convert_to_dst_type may alias its input
+        target = dtype if isinstance(dtype, np.dtype) else dtype_torch_to_numpy(dtype) if dtype else None
+        value = np.array(value, dtype=target, order="C")
     return convert_to_dst_type(value, like)[0]

@@ -51,7 +51,9 @@ def paste_instances(
     """
     blocked = inst > 0
     if margin > 0 and blocked.any():
-        blocked = ndimage.binary_dilation(blocked, structure=np.ones((3, 3), bool), iterations=margin)
+        # `margin` dilations by a 3x3 square are one (2 margin + 1) square: a separable max filter,
+        # several times faster than iterated binary_dilation.
+        blocked = ndimage.maximum_filter(blocked, size=2 * margin + 1, mode="constant", cval=False)
     ids, majority = instance_majority_types(syn_inst, syn_types)
     if type_ids is not None:
         ids = ids[np.isin(majority, list(type_ids))]
@@ -63,7 +65,8 @@ def paste_instances(
     lut[ids] = int(inst.max()) + np.arange(1, ids.size + 1)
     new_ids = lut[syn_inst]
     where = new_ids > 0
-    image[:, where] = syn_image[:, where]
-    inst[where] = new_ids[where].astype(inst.dtype)
-    types[where] = syn_types[where].astype(types.dtype)
+    # copyto with a mask writes in place; boolean fancy indexing would gather and scatter copies.
+    np.copyto(image, syn_image, where=where[None], casting="unsafe")
+    np.copyto(inst, new_ids, where=where, casting="unsafe")
+    np.copyto(types, syn_types, where=where, casting="unsafe")
     return image, inst, types, int(ids.size)

@@ -123,7 +123,8 @@ class SyntheticMixDataset(Dataset):
         self._template = self._make_template(self._real_item(0))
         preload = resolve_preload(self.cache, preload)
         self._source = PreloadedRecords(self.cache) if preload else self.cache
-        self._reader = ReadAhead(self._source, depth=0 if preload else 1)
+        fields = ("image", "inst", "type", "meta") if "meta" in self._template else ("image", "inst", "type")
+        self._reader = ReadAhead(self._source, depth=0 if preload else 1, fields=fields)
         self.set_epoch(epoch)
 
     # ------------------------------------------------------------------ tables
@@ -217,7 +218,7 @@ class SyntheticMixDataset(Dataset):
         source, i = self._table[index]
         if source == 0:
             return self._finish(self._real_item(i), False)
-        return self._finish(self._synthetic_item(index, self._source.read(int(i))), True)
+        return self._finish(self._synthetic_item(index, self._source.read(int(i), self._reader.fields)), True)
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """A batch: its synthetic samples are read on a background thread while real ones load."""

@@ -173,7 +173,7 @@ def test_missing_keys_raise_unless_allowed(make_cache):
 def test_preloaded_cache_gives_the_same_stream(make_cache):
     cache = make_cache()
     item = real_sample().to_dict()
-    read = SyntheticAugment(cache, prob=0.5).set_random_state(4)
+    read = SyntheticAugment(cache, prob=0.5, preload=False).set_random_state(4)
     preloaded = SyntheticAugment(cache, prob=0.5, preload=True).set_random_state(4)
     for _ in range(20):
         a, b = read(item), preloaded(item)
@@ -191,3 +191,36 @@ def test_preload_auto_holds_small_caches_in_memory_and_streams_large_ones(make_c
     assert not isinstance(SyntheticAugment(cache, prob=0.5)._reader.cache, _reader.PreloadedRecords)
     with pytest.raises(ValueError, match="`preload`"):
         SyntheticAugment(cache, prob=0.5, preload="yes")
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize("crop", ["random", "center"])
+def test_writing_into_an_output_never_changes_later_draws(make_cache, as_tensor, crop):
+    # Preloaded records are views into memory shared by every draw; a later in-place transform
+    # (normalisation, label remapping) must not reach back into the cache.
+    cache = make_cache(n=1)
+    item = real_sample().to_dict()
+    if as_tensor:
+        item = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
+    aug = SyntheticAugment(cache, prob=1.0, preload=True, crop=crop)
+    first = aug(item)
+    expected = {key: np.array(first[key]) for key in ("image", "label", "inst")}
+    for key in ("image", "label", "inst"):
+        first[key][...] = 0
+    second = aug(item)
+    for key in ("image", "label", "inst"):
+        assert np.array_equal(np.asarray(second[key]), expected[key])
+
+
+def test_preloaded_records_equal_the_cache_across_block_boundaries(make_cache):
+    from synthaug.augment._reader import PreloadedRecords
+
+    cache = make_cache(n=12)
+    records = PreloadedRecords(cache, block=5)
+    assert len(records) == 12
+    for i in range(12):
+        held, stored = records.read(i), cache.read(i)
+        assert held["meta"] == stored["meta"]
+        for key in ("image", "inst", "type"):
+            assert held[key].shape == stored[key].shape and np.array_equal(held[key], stored[key])
+    assert set(records.read(3, ("inst",))) == {"inst"}

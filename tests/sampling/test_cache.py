@@ -203,3 +203,35 @@ def test_append_samples_stores_each_record_as_given(url: str):
         assert pair["meta"] == tile.meta
     with pytest.raises(ValueError, match="`samples`"):
         cache.append_samples([])
+
+
+def test_reading_some_fields_or_a_range_gives_the_same_values(url: str):
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
+    batch = _batch(5, seed=3)
+    cache.append(**batch)
+    cache = SyntheticCache.open(url)
+    part = cache.read(2, fields=("inst", "meta"))
+    assert set(part) == {"inst", "meta"}
+    np.testing.assert_array_equal(part["inst"], batch["inst"][2])
+    assert part["meta"] == batch["meta"][2]
+    block = cache.read_range(1, 4)
+    for key in ("image", "inst", "type"):
+        np.testing.assert_array_equal(block[key], batch[key][1:4])
+    assert block["meta"] == batch["meta"][1:4]
+    assert cache.read_range(5, 5, fields="type")["type"].shape == (0, H, W)
+
+
+@pytest.mark.parametrize("fields", [(), ("image", "pixels"), ["label"]])
+def test_unknown_fields_are_refused_with_the_valid_names(url: str, fields):
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
+    cache.append(**_batch(1, seed=0))
+    with pytest.raises(ValueError, match="`fields` must be a non-empty subset of"):
+        cache.read(0, fields=fields)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(-1, 1), (1, 0), (0, 3), (0.0, 1)])
+def test_a_range_outside_the_committed_samples_is_refused(url: str, start, stop):
+    cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
+    cache.append(**_batch(2, seed=0))
+    with pytest.raises(IndexError, match="committed samples"):
+        cache.read_range(start, stop)
