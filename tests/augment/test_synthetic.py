@@ -224,3 +224,18 @@ def test_preloaded_records_equal_the_cache_across_block_boundaries(make_cache):
         for key in ("image", "inst", "type"):
             assert held[key].shape == stored[key].shape and np.array_equal(held[key], stored[key])
     assert set(records.read(3, ("inst",))) == {"inst"}
+
+
+def test_metatensor_inputs_give_metatensors_with_their_metadata(make_cache):
+    from monai.data import MetaTensor
+    from monai.transforms import RandSpatialCropd
+
+    item = real_sample(32).to_dict()
+    item = RandSpatialCropd(("image", "label", "inst"), roi_size=(24, 24))(item)  # MetaTensors with history
+    out = SyntheticAugment(make_cache(size=32), prob=1.0).set_random_state(0)(item)
+    for key in ("image", "label", "inst"):
+        assert isinstance(out[key], MetaTensor) and out[key].shape == item[key].shape
+        assert out[key].dtype == item[key].dtype
+        assert torch.equal(out[key].affine, item[key].affine)
+        assert len(out[key].applied_operations) == len(item[key].applied_operations) == 1
+        assert out[key].applied_operations is not item[key].applied_operations  # copied, not shared
