@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
-from zarr.core.sync import sync as zarr_sync
+from zarr.core.sync import sync as zarr_sync  # runs a coroutine on zarr's own I/O loop (as Array does)
 
 from synthaug._validation import check_choice, check_instance_mask
 from synthaug._version import __version__
