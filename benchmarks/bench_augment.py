@@ -3,10 +3,11 @@
     python benchmarks/bench_augment.py                       # CoNSeP from ../shared/data/consep
     python benchmarks/bench_augment.py --data none           # toy data only
 
-The real pipeline is a typical one: a CacheDataset of the training patches in memory, then random
-crop + two flips, batched by ``monai.data.DataLoader`` with worker processes. The synthetic variant
-adds ``SyntheticAugment`` in front of the crop (and, in one row, after it: it then converts only the
-crop window, cut at random from the cache tile, instead of a whole tile). Without ``--cache``, the
+Two real pipelines, each a CacheDataset of the training patches in memory batched by
+``monai.data.DataLoader`` with worker processes: a minimal one (random crop + two flips) and a
+HoVer-Net-style one (+ rot90, contrast, blur and HV targets). The synthetic variants add
+``SyntheticAugment`` in front of the crop (and, in one row, after it: it then converts only the crop
+window, cut at random from the cache tile, instead of a whole tile). Without ``--cache``, the
 cache is the real patches written into a ``SyntheticCache`` (same tile size, dtypes and compression
 as sampled pairs, so the same reading cost).
 

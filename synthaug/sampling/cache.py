@@ -41,7 +41,7 @@ WRITERS = "writers"
 _ARRAYS = ("image", "inst", "type", "type_pixels", "type_instances", "meta")
 SAMPLE_FIELDS = ("image", "inst", "type", "meta")
 # zstd inside blosc with byte shuffle: int32 instance labels compress ~10x better shuffled, and
-# blosc decompresses fast enough that reading is never the bottleneck of a training loader.
+# decompression is a small part of a chunk read (zarr's per-chunk overhead dominates; see `read`).
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 
 Range = tuple[int, int]
@@ -346,8 +346,9 @@ class SyntheticCache:
         Args:
             index: sample index in ``[-len, len)``.
             fields: which of ``"image"``, ``"inst"``, ``"type"``, ``"meta"`` to read. Each costs
-                one chunk read (most of it zarr's per-call overhead, ~1 ms on a laptop-class CPU),
-                so a training loader that never looks at ``meta`` should not ask for it.
+                one chunk read, most of it zarr's per-chunk overhead rather than decompression
+                (about 1 ms of CPU on the 2-core machine of the README's benchmarks), so a training
+                loader that never looks at ``meta`` should not ask for it.
 
         Returns:
             ``{"image": (H, W, 3) uint8, "inst": (H, W) int32, "type": (H, W) uint8, "meta": dict}``,
@@ -361,7 +362,7 @@ class SyntheticCache:
         return self._gather(self._check_fields(fields), i)
 
     def read_range(self, start: int, stop: int, fields: Collection[str] = SAMPLE_FIELDS) -> dict[str, Any]:
-        """Committed samples ``start..stop-1`` stacked, in one read per field (fast bulk loading).
+        """Committed samples ``start..stop-1`` stacked, one zarr call per field (for bulk loading).
 
         Returns:
             ``image (n, H, W, 3)``, ``inst (n, H, W)``, ``type (n, H, W)`` and ``meta`` (a list of
@@ -372,12 +373,13 @@ class SyntheticCache:
             ValueError: an unknown field.
         """
         n = len(self)
-        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= n):
+        integers = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, stop))
+        if not (integers and 0 <= start <= stop <= n):
             raise IndexError(
                 f"range [{start}, {stop}) is not within the {n} committed samples; "
                 f"use integers with 0 <= start <= stop <= {n}."
             )
-        return self._gather(self._check_fields(fields), slice(start, stop))
+        return self._gather(self._check_fields(fields), slice(int(start), int(stop)))
 
     @staticmethod
     def _check_fields(fields: Collection[str]) -> tuple[str, ...]:
