@@ -25,11 +25,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--lr", type=float, default=2e-4, help="learning rate (default: 2e-4)")
     parser.add_argument("--resolution", type=int, default=64, help="square crop size (default: 64)")
     parser.add_argument(
-        "--size", choices=("tiny", "small", "base"), default="small", help="model size preset"
+        "--size",
+        choices=("tiny", "cpu", "small", "base"),
+        default="cpu",
+        help="model size preset (default: cpu, the 6.6 M-parameter CPU recipe)",
     )
-    parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default="epsilon")
-    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
+    parser.add_argument("--prediction-type", choices=("v_prediction", "epsilon"), default="v_prediction")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=("auto", "no", "bf16", "fp16"),
+        default="auto",
+        help="auto = bf16 where the device computes it natively (AMX/AVX512-BF16 CPUs, most GPUs)",
+    )
+    parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay (default: 0.999)")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="0 = only at the end")
+    parser.add_argument(
+        "--export-every", type=int, default=500, help="export EMA weights to model/ every N steps"
+    )
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        help="warm-start from exported weights (a model folder or a run folder with model/)",
+    )
+    parser.add_argument(
+        "--morphology-prompts",
+        action="store_true",
+        help="add image-derived morphology groups (MorphologyPrompter) to each tile's text prompt; "
+        "the fitted prompter is saved in OUT/prompter/",
+    )
+    parser.add_argument(
+        "--morphology-groups",
+        type=int,
+        default=None,
+        help="number of morphology groups (default: chosen from the data by silhouette)",
+    )
     parser.add_argument(
         "--sample-every", type=int, default=500, help="sample grid interval, 0 = only at the end"
     )
@@ -59,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if args.split not in reader.splits():
         raise SystemExit(f"--split {args.split!r} is not in {args.data}; available: {reader.splits()}")
     samples = reader.load(args.split)
+    if args.morphology_prompts:
+        samples = add_morphology_prompts(samples, args.out, k=args.morphology_groups, seed=args.seed)
     num_types = args.num_types if args.num_types is not None else max(max(reader.type_names, default=0), 1)
     config = TrainConfig(
         output_dir=args.out,
@@ -69,7 +100,10 @@ def run(args: argparse.Namespace) -> int:
         gradient_accumulation_steps=args.grad_accum,
         prediction_type=args.prediction_type,
         mixed_precision=args.mixed_precision,
+        ema_decay=args.ema_decay,
         checkpoint_every=args.checkpoint_every,
+        export_every=args.export_every,
+        init_from=args.init_from,
         sample_every=args.sample_every,
         seed=args.seed,
         model_size=args.size,
@@ -82,3 +116,29 @@ def run(args: argparse.Namespace) -> int:
     out = train_msdm(config, samples)
     print(f"MSDM written to {out}")
     return 0
+
+
+def add_morphology_prompts(samples, out, *, k=None, seed=0):
+    """Fit a ``MorphologyPrompter`` on the training tiles, save it in ``out/prompter``, and return
+    the samples with their group in ``meta`` (``metadata_to_text`` writes it into the prompt).
+
+    A prompter already saved there (a resumed or warm-started run) is reused, so the groups and
+    their prompt strings stay the ones the model was trained with.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from synthaug.prompts import MorphologyPrompter
+
+    folder = Path(out) / "prompter"
+    images = [s.image for s in samples]
+    masks = [s.inst for s in samples]
+    if (folder / "prompter_config.json").is_file():
+        prompter = MorphologyPrompter.load(folder)
+        assigned = prompter.transform(images, masks)
+    else:
+        prompter = MorphologyPrompter(k=k, seed=seed)
+        assigned = prompter.fit_transform(images, masks)
+        prompter.save(folder)
+    print(f"morphology prompts: {prompter.k_} groups, e.g. {assigned[0].prompt!r}")
+    return [dataclasses.replace(s, meta={**s.meta, **a.meta}) for s, a in zip(samples, assigned)]

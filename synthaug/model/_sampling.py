@@ -27,7 +27,8 @@ def ddim_sample(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Images ``(B, 3, H, W)`` in [-1, 1] under the full conditions (no guidance)."""
-    scheduler = DDIMScheduler.from_config(scheduler_config)
+    # Trailing spacing: start at the last training step, where the model saw pure noise.
+    scheduler = DDIMScheduler.from_config(scheduler_config, timestep_spacing="trailing")
     scheduler.set_timesteps(num_inference_steps)
     batch, _, height, width = conditions.shape
     latents = randn_tensor((batch, 3, height, width), generator=generator, device=conditions.device)

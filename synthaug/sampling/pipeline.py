@@ -51,21 +51,39 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
 }
 
 
-def make_scheduler(name: str, config: Mapping[str, Any]) -> SchedulerMixin:
+def make_scheduler(
+    name: str, config: Mapping[str, Any], *, prediction_type: str | None = None
+) -> SchedulerMixin:
     """A sampling scheduler built from the training scheduler's config.
 
     Args:
         name: ``"dpm"`` (DPM-Solver++ 2M, the default: ~25 steps), ``"unipc"``, ``"ddim"`` or
             ``"ddpm"`` (the 1000-step ancestral sampler the model was trained for).
         config: the training scheduler's ``config`` (betas, timesteps, prediction type).
+        prediction_type: the model's ``config.prediction_type``; when given, a scheduler config
+            that disagrees is refused instead of silently sampling with the wrong parameterisation.
 
     Returns:
-        The scheduler, sharing the training noise schedule.
+        The scheduler, sharing the training noise schedule, with trailing timestep spacing.
+
+    Raises:
+        ValueError: unknown ``name``, or ``config`` and ``prediction_type`` disagree.
     """
     cls = SCHEDULERS[check_choice(name, "name", tuple(SCHEDULERS))]
+    # "trailing" on every path: diffusers' from_config keeps a saved config's "leading" (and the
+    # capped-cosine t=999 start of a bare config), so DPM/UniPC began at t=950 from a saved run and
+    # DDIM at t=960, where the input is no longer pure noise and tile means collapse to grey.
+    options: dict[str, Any] = {"timestep_spacing": "trailing"}
     if name == "dpm":
-        return cls.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
-    return cls.from_config(config)
+        options.update(algorithm_type="dpmsolver++", solver_order=2)
+    if prediction_type is not None:
+        saved = dict(config).get("prediction_type", "epsilon")
+        if saved != prediction_type:
+            raise ValueError(
+                f"the scheduler config predicts {saved!r} but the model was trained for "
+                f"{prediction_type!r}; build the scheduler from the model's run folder."
+            )
+    return cls.from_config(config, **options)
 
 
 @dataclass
@@ -366,7 +384,7 @@ def load_pipeline(
     config = (
         DDPMScheduler.load_config(path / SCHEDULER_SUBFOLDER)
         if (path / SCHEDULER_SUBFOLDER).is_dir()
-        else make_noise_scheduler().config
+        else make_noise_scheduler(model.config.prediction_type).config
     )
     text_dir = path / TEXT_CACHE_SUBFOLDER
     if text_dir.is_dir():
@@ -374,4 +392,6 @@ def load_pipeline(
     else:
         text_cache = TextEmbeddingCache(model.config.text_encoder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return MSDMPipeline(model, make_scheduler(scheduler, config), text_cache).to(device)
+    return MSDMPipeline(
+        model, make_scheduler(scheduler, config, prediction_type=model.config.prediction_type), text_cache
+    ).to(device)

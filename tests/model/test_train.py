@@ -102,8 +102,11 @@ def test_run_folder_holds_the_export(trained_run: Path):
     assert (trained_run / "model" / "diffusion_pytorch_model.safetensors").is_file()
     assert (
         json.loads((trained_run / "scheduler" / "scheduler_config.json").read_text())["prediction_type"]
-        == "epsilon"
+        == "v_prediction"
     )
+    # The model records its own prediction type, so a bare model folder is sampled correctly.
+    model_config = json.loads((trained_run / "model" / "config.json").read_text())
+    assert model_config["prediction_type"] == "v_prediction"
     cache = TextEmbeddingCache.load(trained_run / "text_cache")
     summary = json.loads((trained_run / "training_summary.json").read_text())
     assert summary["steps"] == STEPS and summary["data"]["n_samples"] == 6
