@@ -100,3 +100,21 @@ def test_bad_inputs_raise_clear_errors(tiny_model: MSDM):
         tiny_model(**x, drop={"mask": torch.tensor([1, 0])})
     with pytest.raises(ValueError, match="`preset`"):
         MSDM.from_preset("huge")
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "small"])
+def test_attention_heads_are_as_wide_as_the_preset_says(preset):
+    # diffusers reads its `attention_head_dim` as a head *count*; MSDM's is the head width.
+    from synthaug.model import MODEL_PRESETS
+
+    model = MSDM.from_preset(preset)
+    width = MODEL_PRESETS[preset]["attention_head_dim"]
+    attentions = [m for m in model.unet.modules() if m.__class__.__name__ == "Attention"]
+    assert attentions
+    for attn in attentions:
+        assert attn.inner_dim // attn.heads == width
+
+
+def test_head_width_must_divide_the_blocks():
+    with pytest.raises(ValueError, match="attention_head_dim"):
+        MSDM.from_preset("tiny", attention_head_dim=24)

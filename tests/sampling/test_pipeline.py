@@ -129,3 +129,23 @@ def test_save_and_load_round_trip(tiny_model, masks, tmp_path):
         for p in (pipe, loaded)
     )
     assert before.tobytes() == after.tobytes()
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_every_scheduler_starts_at_the_last_training_step_also_from_disk(name, tmp_path):
+    # A sampler that starts below t=999 begins from an input the model never saw as pure noise.
+    make_noise_scheduler().save_pretrained(tmp_path)
+    from diffusers import DDPMScheduler
+
+    for config in (make_noise_scheduler().config, DDPMScheduler.load_config(tmp_path)):
+        scheduler = make_scheduler(name, config)
+        for steps in (4, 10, 25):
+            scheduler.set_timesteps(steps)
+            assert int(scheduler.timesteps[0]) == 999, (name, steps, scheduler.timesteps[:3])
+
+
+def test_a_scheduler_that_disagrees_with_the_model_is_refused():
+    config = make_noise_scheduler("epsilon").config
+    with pytest.raises(ValueError, match="v_prediction"):
+        make_scheduler("dpm", config, prediction_type="v_prediction")
+    assert make_scheduler("dpm", config, prediction_type="epsilon").config.prediction_type == "epsilon"
