@@ -181,3 +181,18 @@ def test_config_validation_names_the_argument(tmp_path):
         TrainConfig(tmp_path, mixed_precision="fp8")
     with pytest.raises(ValueError, match="resolution"):
         train_msdm(TrainConfig(tmp_path, resolution=30, model_size="small"), [toy_sample(0)])
+
+
+def test_warm_start_continues_from_the_exported_weights(tmp_path, trained_run, toy_samples, text_cache):
+    # A later session has only the exported model/: training from it must start at those weights
+    # and count the steps of both runs.
+    config = _config(tmp_path / "next", init_from=trained_run, steps=1, lr_warmup_steps=0)
+    before = load_msdm(trained_run).state_dict()
+    out = train_msdm(config, toy_samples, text_cache=text_cache)
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["warm_start_steps"] == STEPS and summary["total_steps"] == STEPS + 1
+    after = load_msdm(out).state_dict()
+    # One small step with EMA warm-up moves the weights, but only a little from where they were.
+    drift = max((after[k] - before[k]).abs().max().item() for k in before)
+    assert 0 < drift < 0.1
+    assert not (out / "model.partial").exists() and not (out / "model.previous").exists()
