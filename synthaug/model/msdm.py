@@ -27,6 +27,7 @@ from diffusers import ModelMixin, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.utils import BaseOutput
 
+from synthaug._validation import check_choice
 from synthaug.conditions import ConditionLayout
 from synthaug.model.encoders import MODALITIES, ConditionTokenizer
 
@@ -35,8 +36,9 @@ from synthaug.model.encoders import MODALITIES, ConditionTokenizer
 # per-block head count, because ``UNet2DConditionModel`` reads its own ``attention_head_dim`` as the
 # *number* of heads (a naming quirk diffusers keeps for compatibility).
 #
-# ``only_cross_attention`` (off in every preset): the transformer blocks would attend to the
-# condition tokens only, no pixel self-attention. It is off because diffusers' BasicTransformerBlock
+# ``only_cross_attention`` (an ``__init__`` option, off by default and in every preset): the
+# transformer blocks would attend to the condition tokens only, no pixel self-attention. It is
+# off because diffusers' BasicTransformerBlock
 # then calls its first attention with the *spatial* ``attention_mask``, not ``encoder_attention_mask``,
 # so padded and dropped text tokens would be attended to (a dropped text would not equal the null;
 # tests/model/test_msdm.py catches it). The case for it, once the mask reaches that attention:
@@ -58,7 +60,6 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         "cross_attention_dim": 64,
         "attention_head_dim": 32,
         "norm_num_groups": 8,
-        "only_cross_attention": False,
     },
     "cpu": {
         "block_out_channels": (32, 64, 128, 128),
@@ -68,7 +69,6 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         "cross_attention_dim": 128,
         "attention_head_dim": 32,
         "norm_num_groups": 8,
-        "only_cross_attention": False,
     },
     "small": {
         "block_out_channels": (64, 128, 128, 256),
@@ -78,7 +78,6 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         "cross_attention_dim": 256,
         "attention_head_dim": 32,
         "norm_num_groups": 32,
-        "only_cross_attention": False,
     },
     "base": {
         "block_out_channels": (64, 128, 256, 256, 512),
@@ -88,7 +87,6 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         "cross_attention_dim": 512,
         "attention_head_dim": 64,
         "norm_num_groups": 32,
-        "only_cross_attention": False,
     },
 }
 
@@ -163,8 +161,7 @@ class MSDM(ModelMixin, ConfigMixin):
         colour_hidden_dim: int = 64,
     ):
         super().__init__()
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+        check_choice(prediction_type, "prediction_type", PREDICTION_TYPES)
         heads = heads_per_block(tuple(block_out_channels), attention_head_dim)
         layout = (
             ConditionLayout() if condition_layout is None else ConditionLayout.from_dict(condition_layout)
