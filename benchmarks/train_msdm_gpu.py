@@ -39,7 +39,7 @@ from synthaug.model import (
     make_noise_scheduler,
 )
 from synthaug.model._reporting import save_sample_grid
-from synthaug.model._sampling import ddim_sample
+from synthaug.model.sampler import sample_unguided
 from synthaug.model.dataset import MSDMTrainDataset
 from synthaug.model.text import metadata_to_text
 
@@ -192,7 +192,7 @@ def main() -> None:
     crops = [evalset.crop(i) for i in range(len(picks))]
     embeds, mask = cache.encode(texts)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        images = ddim_sample(
+        images = sample_unguided(
             model,
             json.loads((run_dir / "scheduler" / "scheduler_config.json").read_text()),
             torch.stack([it["conditions"] for it in items]).to(device),

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 
-from synthaug.model._sampling import ddim_sample
+from synthaug.model.sampler import sample_unguided
 from synthaug.model.dataset import MSDMTrainDataset, mask_available
 from synthaug.viz import overlay_instances
 
@@ -126,7 +126,7 @@ class GridMaker:
         ema.copy_to(model.parameters())
         model.eval()
         try:
-            images = ddim_sample(
+            images = sample_unguided(
                 model,
                 scheduler_config,
                 batch["conditions"],

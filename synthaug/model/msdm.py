@@ -64,8 +64,8 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "block_out_channels": (32, 64, 128, 128),
         "layers_per_block": 1,
-        "down_block_types": ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "down_block_types": ("DownBlock2D",) * 3 + ("CrossAttnDownBlock2D",),
+        "up_block_types": ("CrossAttnUpBlock2D",) + ("UpBlock2D",) * 3,
         "cross_attention_dim": 128,
         "attention_head_dim": 32,
         "norm_num_groups": 8,

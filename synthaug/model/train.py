@@ -83,7 +83,7 @@ class TrainConfig:
         checkpoints_total_limit: keep only the newest N checkpoints.
         sample_every: write a sample grid every N steps (0 = only at the end).
         num_grid_samples: masks in each sample grid.
-        grid_inference_steps: DDIM steps for the grids.
+        grid_inference_steps: sampler steps for the grids (the pipeline's default DPM-Solver++).
         seed: seeds model initialisation, data order, noise and dropout.
         model_size: ``"tiny"``, ``"small"`` or ``"base"`` (``MSDM.from_preset``).
         condition_layout: spatial condition stack (default ``ConditionLayout()``).

@@ -15,7 +15,6 @@ the unconditional output, as the anchor, so the mask stays respected while text/
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,66 +23,20 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DiffusionPipeline,
-    DPMSolverMultistepScheduler,
-    SchedulerMixin,
-    UniPCMultistepScheduler,
-)
+from diffusers import DDPMScheduler, DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
-from tqdm.auto import tqdm
 
 from synthaug._validation import check_choice, check_instance_mask
 from synthaug.conditions import build_conditions
 from synthaug.model import metadata_to_text
 from synthaug.model.loading import SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER
+from synthaug.model.sampler import SCHEDULERS, denoise, make_scheduler
+
+__all__ = ["DEFAULT_GUIDANCE", "MODALITIES", "SCHEDULERS", "MSDMPipeline", "MSDMPipelineOutput",
+           "load_pipeline", "make_scheduler"]
 
 MODALITIES = ("mask", "text", "colour")
 DEFAULT_GUIDANCE = {"mask": 1.0, "text": 2.0, "colour": 1.5}
-SCHEDULERS: dict[str, type[SchedulerMixin]] = {
-    "dpm": DPMSolverMultistepScheduler,
-    "unipc": UniPCMultistepScheduler,
-    "ddim": DDIMScheduler,
-    "ddpm": DDPMScheduler,
-}
-
-
-def make_scheduler(
-    name: str, config: Mapping[str, Any], *, prediction_type: str | None = None
-) -> SchedulerMixin:
-    """A sampling scheduler built from the training scheduler's config.
-
-    Args:
-        name: ``"dpm"`` (DPM-Solver++ 2M, the default: ~25 steps), ``"unipc"``, ``"ddim"`` or
-            ``"ddpm"`` (the 1000-step ancestral sampler the model was trained for).
-        config: the training scheduler's ``config`` (betas, timesteps, prediction type).
-        prediction_type: the model's ``config.prediction_type``; when given, a scheduler config
-            that disagrees is refused instead of silently sampling with the wrong parameterisation.
-
-    Returns:
-        The scheduler, sharing the training noise schedule, with trailing timestep spacing.
-
-    Raises:
-        ValueError: unknown ``name``, or ``config`` and ``prediction_type`` disagree.
-    """
-    cls = SCHEDULERS[check_choice(name, "name", tuple(SCHEDULERS))]
-    # "trailing" on every path: diffusers' from_config keeps a saved config's "leading" (and the
-    # capped-cosine t=999 start of a bare config), so DPM/UniPC began at t=950 from a saved run and
-    # DDIM at t=960, where the input is no longer pure noise and tile means collapse to grey.
-    options: dict[str, Any] = {"timestep_spacing": "trailing"}
-    if name == "dpm":
-        options.update(algorithm_type="dpmsolver++", solver_order=2)
-    if prediction_type is not None:
-        saved = dict(config).get("prediction_type", "epsilon")
-        if saved != prediction_type:
-            raise ValueError(
-                f"the scheduler config predicts {saved!r} but the model was trained for "
-                f"{prediction_type!r}; build the scheduler from the model's run folder."
-            )
-    return cls.from_config(config, **options)
 
 
 @dataclass
@@ -208,18 +161,15 @@ class MSDMPipeline(DiffusionPipeline):
         embeds, mask = self.text_cache.encode(texts)
         return embeds.to(device), mask.to(device)
 
-    # 3. Prepare latents ----------------------------------------------------------------------
-    def prepare_latents(self, shape, generator, device, dtype) -> torch.Tensor:
-        # Drawn on the generators' device (CPU) and moved, so a seed gives the same tile anywhere.
-        latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=dtype).to(device)
-        return latents * self.scheduler.init_noise_sigma
+    # 3. Denoising loop (synthaug.model.sampler.denoise) --------------------------------------
+    def guided_model_output(self, model_input, t, conditions, text_embeds, text_mask, colour, guidance):
+        """One forward over ``[full, without m1, without m2, ...]``, combined as in the module docstring.
 
-    # 4. Denoising loop -----------------------------------------------------------------------
-    def guided_model_output(self, latents, t, conditions, text_embeds, text_mask, colour, guidance):
-        """One forward over ``[full, without m1, without m2, ...]``, combined as in the module docstring."""
+        ``model_input`` is the scheduler-scaled latents; returns the guided model output.
+        """
         guided = [m for m in MODALITIES if guidance.get(m, 1.0) != 1.0]
         copies = 1 + len(guided)
-        b = latents.shape[0]
+        b = model_input.shape[0]
 
         def stack(x):
             return None if x is None else torch.cat([x] * copies)
@@ -227,26 +177,26 @@ class MSDMPipeline(DiffusionPipeline):
         # A modality without input is dropped for every copy; a guided one only in its own copy.
         present = {"mask": conditions, "text": text_embeds, "colour": colour}
         drop = {
-            m: torch.full((b * copies,), present[m] is None, dtype=torch.bool, device=latents.device)
+            m: torch.full((b * copies,), present[m] is None, dtype=torch.bool, device=model_input.device)
             for m in MODALITIES
         }
         for j, m in enumerate(guided, start=1):
             drop[m][j * b : (j + 1) * b] = True
-        model_input = self.scheduler.scale_model_input(stack(latents), t)
+        model_input = stack(model_input)
         if next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last):
             model_input = model_input.contiguous(memory_format=torch.channels_last)
-        timestep = t.to(latents.device).expand(b * copies) if torch.is_tensor(t) else t
+        timestep = t.to(model_input.device).expand(b * copies) if torch.is_tensor(t) else t
         out = self.model(
             model_input, timestep, stack(conditions), stack(text_embeds), stack(text_mask), stack(colour),
             drop=drop, return_dict=True,
         ).sample.float()
         full, *without = out.chunk(copies)
-        eps = full.clone()
-        for m, eps_without in zip(guided, without):
-            eps += (guidance[m] - 1.0) * (full - eps_without)
-        return eps
+        guided_out = full.clone()
+        for m, out_without in zip(guided, without):
+            guided_out += (guidance[m] - 1.0) * (full - out_without)
+        return guided_out
 
-    # 5. Post-process -------------------------------------------------------------------------
+    # 4. Post-process -------------------------------------------------------------------------
     @staticmethod
     def postprocess(latents: torch.Tensor, output_type: str):
         images = ((latents.float() + 1.0) / 2.0).clamp(0, 1)
@@ -331,24 +281,22 @@ class MSDMPipeline(DiffusionPipeline):
         if colour_vec is None:
             guidance["colour"] = 1.0
 
-        # 3. Prepare latents
+        # 3. Denoising loop
         h, w = insts[0].shape
-        latents = self.prepare_latents((n, 3, h, w), generator, device, torch.float32)
-
-        # 4. Denoising loop
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        # DDPM/DDIM(eta>0) draw fresh noise each step: give them the per-sample generators too.
-        takes_generator = "generator" in inspect.signature(self.scheduler.step).parameters
-        extra = {"generator": generator} if takes_generator else {}
         autocast = torch.autocast(device.type, dtype=self.autocast_dtype, enabled=device.type == "cuda")
-        for t in tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
-            with autocast:
-                eps = self.guided_model_output(
-                    latents, t, conditions, text_embeds, text_mask, colour_vec, guidance
-                )
-            latents = self.scheduler.step(eps, t, latents, **extra, return_dict=True).prev_sample
 
-        # 5. Post-process
+        def predict(model_input, t):
+            with autocast:
+                return self.guided_model_output(
+                    model_input, t, conditions, text_embeds, text_mask, colour_vec, guidance
+                )
+
+        latents = denoise(
+            predict, self.scheduler, (n, 3, h, w), num_inference_steps=num_inference_steps,
+            generator=generator, device=device, progress=progress,
+        )
+
+        # 4. Post-process
         images = self.postprocess(latents, output_type)
         self.maybe_free_model_hooks()
         return MSDMPipelineOutput(images=images) if return_dict else (images,)

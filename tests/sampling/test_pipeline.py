@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from synthaug.model import TextEmbeddingCache, make_noise_scheduler
+from synthaug.model.sampler import set_sampling_timesteps
 from synthaug.sampling.pipeline import SCHEDULERS, MSDMPipeline, make_scheduler
 
 from .conftest import COLOUR, FAST, SIZE
@@ -99,7 +100,7 @@ def test_check_inputs_names_the_bad_value(pipeline, kwargs, message):
 def test_schedulers_are_swappable_and_reproducible(tiny_model, masks, name):
     config = make_noise_scheduler(prediction_type="v_prediction").config
     scheduler = make_scheduler(name, config)
-    assert isinstance(scheduler, SCHEDULERS[name])
+    assert isinstance(scheduler, SCHEDULERS[name][0])
     assert scheduler.config.prediction_type == "v_prediction"  # the training schedule carries over
     assert scheduler.config.beta_schedule == config.beta_schedule
     pipe = MSDMPipeline(tiny_model, scheduler, None)
@@ -120,7 +121,7 @@ def test_save_and_load_round_trip(tiny_model, masks, tmp_path):
     pipe = MSDMPipeline(tiny_model, scheduler, TextEmbeddingCache())
     pipe.save_pretrained(tmp_path)
     loaded = MSDMPipeline.from_pretrained(tmp_path)
-    assert isinstance(loaded.scheduler, SCHEDULERS["unipc"])
+    assert isinstance(loaded.scheduler, SCHEDULERS["unipc"][0])
     assert isinstance(loaded.text_cache, TextEmbeddingCache)  # the prompt table travels with the model
     # meta=None: no prompt, so BERT is never loaded
     before, after = (
@@ -140,7 +141,10 @@ def test_every_scheduler_starts_at_the_last_training_step_also_from_disk(name, t
     for config in (make_noise_scheduler().config, DDPMScheduler.load_config(tmp_path)):
         scheduler = make_scheduler(name, config)
         for steps in (4, 10, 25):
-            scheduler.set_timesteps(steps)
+            set_sampling_timesteps(scheduler, steps)
+            assert int(scheduler.timesteps[0]) == 999, (name, steps, scheduler.timesteps[:3])
+            assert len(scheduler.timesteps) == steps and int(scheduler.timesteps[-1]) == 0
+            scheduler.set_timesteps(steps)  # the scheduler's own grid is trailing, also from disk
             assert int(scheduler.timesteps[0]) == 999, (name, steps, scheduler.timesteps[:3])
 
 
