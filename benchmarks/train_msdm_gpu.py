@@ -39,8 +39,8 @@ from synthaug.model import (
     make_noise_scheduler,
 )
 from synthaug.model._reporting import save_sample_grid
-from synthaug.model.sampler import sample_unguided
 from synthaug.model.dataset import MSDMTrainDataset
+from synthaug.model.sampler import sample_unguided
 from synthaug.model.text import metadata_to_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 
-from synthaug.model.sampler import sample_unguided
 from synthaug.model.dataset import MSDMTrainDataset, mask_available
+from synthaug.model.sampler import sample_unguided
 from synthaug.viz import overlay_instances
 
 
