@@ -49,7 +49,7 @@ def naive_seconds_per_step(model, text_cache, masks, device, *, measured_steps: 
     pipe = MSDMPipeline(model, make_scheduler("ddpm", make_noise_scheduler().config), text_cache).to(device)
     record = masks[0]
     cond = pipe.encode_conditions([record.inst], [record.types], [None], [COLOUR], device)
-    text, text_mask = pipe.encode_text([record.meta], device)
+    text, text_mask, _ = pipe.encode_text([record.meta], device)
     colour = torch.from_numpy(COLOUR[None]).to(device)
     latents = torch.randn(1, 3, *record.inst.shape, device=device)
     pipe.scheduler.set_timesteps(1000)

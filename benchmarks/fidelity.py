@@ -15,6 +15,8 @@ points to the standard Inception weights). Per-group sliced Wasserstein distance
 
     python benchmarks/fidelity.py --cache runs/cache.zarr --out benchmarks/results/fidelity
     python benchmarks/fidelity.py --quick --out /tmp/fidelity_quick   # toy cache: a smoke test
+    python benchmarks/fidelity.py --model consep --out benchmarks/results/fidelity_consep
+        # sample the shipped model on every CoNSeP test mask (see _model_fidelity.py)
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ from _common import REPO, build_toy_cache, device_description, git_commit, write
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", help="the SyntheticCache to evaluate (path or URL)")
+    parser.add_argument(
+        "--model", help="instead of a cache: sample this MSDM (a run folder or a shipped name, e.g. consep) "
+        "on every held-out mask and write summary.json beside fidelity.json"
+    )
+    parser.add_argument("--scheduler", default="dpm", help="--model: sampler (default dpm)")
+    parser.add_argument("--steps", type=int, default=15, help="--model: sampler steps (default 15)")
+    parser.add_argument("--no-guidance", action="store_true", help="--model: all guidance weights 1")
+    parser.add_argument("--batch", type=int, default=4, help="--model: tiles per pipeline call")
+    parser.add_argument(
+        "--curve-steps", type=lambda s: [int(v) for v in s.split(",") if v], default=[8, 15, 25],
+        help="--model: step counts of the quality-vs-steps curve (default 8,15,25; '' = none)",
+    )
+    parser.add_argument("--curve-tiles", type=int, default=32, help="--model: tiles per curve point")
     parser.add_argument("--data", type=Path, default=(REPO / ".." / "shared" / "data" / "consep").resolve())
     parser.add_argument("--split", default="test", help="held-out split of --data (default: test)")
     parser.add_argument("--reference-split", default="train", help="real reference split (default: train)")
@@ -49,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: toy cache, a few crops")
     args = parser.parse_args(argv)
-    if args.cache is None and not args.quick:
-        parser.error("--cache STORE is required (or --quick for a smoke test on a toy cache).")
+    if args.cache is None and args.model is None and not args.quick:
+        parser.error("--cache STORE or --model NAME is required (or --quick for a smoke test on a toy cache).")
     args.max_samples = args.max_samples or (32 if args.quick else None)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # One thread on a small shared CPU: contending OpenMP threads were ~10x slower (see dice benchmark).
@@ -124,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     from synthaug.sampling.cache import SyntheticCache
 
     args = parse_args(argv)
+    if args.model is not None:
+        import _model_fidelity
+
+        return _model_fidelity.run(args)
     started = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     reader = open_dataset(args.data)

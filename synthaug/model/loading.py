@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 from synthaug.conditions import ConditionLayout
@@ -12,7 +13,22 @@ from synthaug.model.msdm import MSDM
 MODEL_SUBFOLDER = "model"
 SCHEDULER_SUBFOLDER = "scheduler"
 TEXT_CACHE_SUBFOLDER = "text_cache"
+PROMPTER_SUBFOLDER = "prompter"
 SUMMARY_FILE = "training_summary.json"
+
+# Models shipped inside the package (fp16 safetensors + model card), loadable by name.
+PRETRAINED = ("consep",)
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A shipped model's folder for a name in ``PRETRAINED``, else ``name_or_path`` as a path.
+
+    An existing folder always wins over a shipped name, so a user's ``./consep`` run is not shadowed.
+    """
+    path = Path(name_or_path)
+    if path.exists() or str(name_or_path) not in PRETRAINED:
+        return path
+    return Path(str(resources.files("synthaug") / "assets" / "models" / str(name_or_path)))
 
 
 def _model_dir(path: Path) -> Path:
@@ -22,7 +38,7 @@ def _model_dir(path: Path) -> Path:
         return path / MODEL_SUBFOLDER
     raise FileNotFoundError(
         f"no MSDM found at {str(path)!r}: expected config.json there or in {MODEL_SUBFOLDER}/ "
-        "(a folder written by MSDM.save_pretrained or train_msdm)."
+        f"(a folder written by MSDM.save_pretrained or train_msdm), or a shipped model name {PRETRAINED}."
     )
 
 
@@ -30,7 +46,8 @@ def load_msdm(path: str | Path, expected_layout: ConditionLayout | None = None, 
     """Load an MSDM from a ``save_pretrained`` folder or a ``train_msdm`` output folder.
 
     Args:
-        path: the model folder, or a training run folder holding ``model/``.
+        path: the model folder, a training run folder holding ``model/``, or the name of a
+            shipped model (``"consep"``, see ``PRETRAINED``).
         expected_layout: the ``ConditionLayout`` the caller will build conditions with; the
             checkpoint is refused if it was trained on another one.
         kwargs: passed to ``MSDM.from_pretrained`` (``torch_dtype``, ...).
@@ -43,7 +60,7 @@ def load_msdm(path: str | Path, expected_layout: ConditionLayout | None = None, 
         TypeError: if ``expected_layout`` is not a ``ConditionLayout``.
         ValueError: if the checkpoint's layout differs from ``expected_layout``.
     """
-    model_dir = _model_dir(Path(path))
+    model_dir = _model_dir(resolve_model_path(path))
     if expected_layout is not None:
         if not isinstance(expected_layout, ConditionLayout):
             raise TypeError(

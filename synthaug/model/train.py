@@ -378,6 +378,8 @@ def train_msdm(
     text_ids = [prompts.index(t) for t in texts]
     text_table, text_mask_table = cache.encode(prompts)
     text_table, text_mask_table = text_table.to(accelerator.device), text_mask_table.to(accelerator.device)
+    # A sample whose metadata make no prompt trains the text null, as the pipeline samples it.
+    text_missing = torch.tensor([not p for p in prompts], dtype=torch.bool, device=accelerator.device)
 
     # 2. Data, model, EMA, optimiser, schedulers.
     dataset = MSDMTrainDataset(
@@ -461,6 +463,7 @@ def train_msdm(
             with accelerator.accumulate(model):
                 drops = _draw_drops(config, batch["has_mask"], generator)
                 ids = batch["text_id"]
+                drops["text"] = drops["text"] | text_missing[ids]
                 loss = diffusion_loss(
                     model,
                     noise_scheduler,

@@ -29,7 +29,7 @@ from diffusers.utils import BaseOutput
 from synthaug._validation import check_choice, check_instance_mask
 from synthaug.conditions import build_conditions
 from synthaug.model import metadata_to_text
-from synthaug.model.loading import SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER
+from synthaug.model.loading import SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER, resolve_model_path
 from synthaug.model.sampler import SCHEDULERS, denoise, make_scheduler
 
 __all__ = ["DEFAULT_GUIDANCE", "MODALITIES", "SCHEDULERS", "MSDMPipeline", "MSDMPipelineOutput",
@@ -153,19 +153,29 @@ class MSDMPipeline(DiffusionPipeline):
         ]
         return torch.from_numpy(np.stack(conds)).to(device)
 
-    def encode_text(self, metas, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Frozen BERT tokens of each sample's prompt (``None`` when no sample has metadata)."""
-        if self.text_cache is None or all(m is None for m in metas):
-            return None, None
-        texts = [m if isinstance(m, str) else metadata_to_text(m or {}) for m in metas]
-        embeds, mask = self.text_cache.encode(texts)
-        return embeds.to(device), mask.to(device)
+    def encode_text(self, metas, device) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Frozen BERT tokens of each sample's prompt, their mask, and which samples have no text.
+
+        A sample without metadata, or whose metadata make an empty prompt, gets the learned text
+        null (its text is dropped), never the prompt ``""``, which no model was trained on.
+        ``(None, None, None)`` when no sample has text.
+        """
+        texts = [None if m is None else m if isinstance(m, str) else metadata_to_text(m) for m in metas]
+        missing = [not text for text in texts]
+        if self.text_cache is None or all(missing):
+            return None, None, None
+        placeholder = next(text for text in texts if text)  # any real prompt: those rows are dropped
+        embeds, mask = self.text_cache.encode([text or placeholder for text in texts])
+        return embeds.to(device), mask.to(device), torch.tensor(missing, device=device)
 
     # 3. Denoising loop (synthaug.model.sampler.denoise) --------------------------------------
-    def guided_model_output(self, model_input, t, conditions, text_embeds, text_mask, colour, guidance):
+    def guided_model_output(
+        self, model_input, t, conditions, text_embeds, text_mask, colour, guidance, text_missing=None
+    ):
         """One forward over ``[full, without m1, without m2, ...]``, combined as in the module docstring.
 
-        ``model_input`` is the scheduler-scaled latents; returns the guided model output.
+        ``model_input`` is the scheduler-scaled latents; ``text_missing`` marks samples that get the
+        text null in every copy (see :meth:`encode_text`). Returns the guided model output.
         """
         guided = [m for m in MODALITIES if guidance.get(m, 1.0) != 1.0]
         copies = 1 + len(guided)
@@ -180,6 +190,8 @@ class MSDMPipeline(DiffusionPipeline):
             m: torch.full((b * copies,), present[m] is None, dtype=torch.bool, device=model_input.device)
             for m in MODALITIES
         }
+        if text_missing is not None:
+            drop["text"] |= stack(text_missing)
         for j, m in enumerate(guided, start=1):
             drop[m][j * b : (j + 1) * b] = True
         model_input = stack(model_input)
@@ -271,7 +283,7 @@ class MSDMPipeline(DiffusionPipeline):
         if any(has_colour) and not all(has_colour):
             raise ValueError("`colour` must be given for every mask of a call or for none.")
         conditions = self.encode_conditions(insts, type_maps, inst_types_, colours, device)
-        text_embeds, text_mask = self.encode_text(metas, device)
+        text_embeds, text_mask, text_missing = self.encode_text(metas, device)
         colour_vec = None
         if all(has_colour):
             colour_vec = torch.as_tensor(np.stack(colours), dtype=torch.float32, device=device)
@@ -288,7 +300,7 @@ class MSDMPipeline(DiffusionPipeline):
         def predict(model_input, t):
             with autocast:
                 return self.guided_model_output(
-                    model_input, t, conditions, text_embeds, text_mask, colour_vec, guidance
+                    model_input, t, conditions, text_embeds, text_mask, colour_vec, guidance, text_missing
                 )
 
         latents = denoise(
@@ -311,8 +323,10 @@ def load_pipeline(
     """An ``MSDMPipeline`` from a ``train_msdm`` output folder (``model/``, ``scheduler/``, ``text_cache/``).
 
     Args:
-        path: the training run folder (or a bare ``save_pretrained`` model folder, which then samples
-            with diffusers' default DDPM schedule and encodes prompts with the model's text encoder).
+        path: the training run folder; the name of a shipped model (``"consep"``: trained on the
+            CoNSeP train split, see its MODEL_CARD.md); or a bare ``save_pretrained`` model folder,
+            which then samples with the default training schedule for its prediction type and
+            encodes prompts with the model's text encoder.
         scheduler: ``"dpm"`` (default), ``"unipc"``, ``"ddim"`` or ``"ddpm"``; built from the training
             scheduler's config so the noise schedule and prediction type match.
         device: where to run (``None``: ``cuda`` when available).
@@ -327,8 +341,9 @@ def load_pipeline(
     from synthaug.model import TextEmbeddingCache, load_msdm, make_noise_scheduler
 
     check_choice(scheduler, "scheduler", tuple(SCHEDULERS))
-    path = Path(path)
-    model = load_msdm(path)
+    path = resolve_model_path(path)
+    # fp32 on the CPU whatever the stored dtype (shipped weights are fp16 to stay small).
+    model = load_msdm(path, torch_dtype=torch.float32)
     config = (
         DDPMScheduler.load_config(path / SCHEDULER_SUBFOLDER)
         if (path / SCHEDULER_SUBFOLDER).is_dir()

@@ -153,3 +153,22 @@ def test_a_scheduler_that_disagrees_with_the_model_is_refused():
     with pytest.raises(ValueError, match="v_prediction"):
         make_scheduler("dpm", config, prediction_type="v_prediction")
     assert make_scheduler("dpm", config, prediction_type="epsilon").config.prediction_type == "epsilon"
+
+
+def test_missing_or_empty_metadata_samples_with_the_learned_text_null(tiny_model, masks):
+    # "" was never a training prompt: a sample without usable metadata must get the text null,
+    # also beside samples that have text (their text is guided, its row is not).
+    pipe = MSDMPipeline(tiny_model, make_scheduler("dpm", make_noise_scheduler().config), TextEmbeddingCache())
+    first, second = masks[0], masks[1]
+    kwargs = {"num_inference_steps": 2, "guidance": {"text": 2.0}}
+
+    def gen(*seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    null = pipe(first.inst, type_map=first.types, meta=None, generator=gen(3), **kwargs).images[0]
+    for empty in ({}, {"unrelated": "key"}, ""):
+        mixed = pipe([first.inst, second.inst], type_map=[first.types, second.types],
+                     meta=[empty, second.meta], generator=gen(3, 4), **kwargs).images
+        assert np.abs(mixed[0].astype(int) - null).max() <= 1, empty
+    with_text = pipe(first.inst, type_map=first.types, meta=second.meta, generator=gen(3), **kwargs).images[0]
+    assert np.abs(with_text.astype(int) - null).mean() > 0.5  # the text does reach the model
