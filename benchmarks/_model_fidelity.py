@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from _common import device_description, git_commit, write_json
+from tqdm.auto import tqdm
 
 
 def haematoxylin(image: np.ndarray) -> np.ndarray:
@@ -90,6 +89,7 @@ def colour_error(images, samples, requested) -> float:
 
 def run(args) -> int:
     from fidelity import save_grid
+
     from synthaug.data import open_dataset, render_toy_tile
     from synthaug.metrics import load_feature_extractor
     from synthaug.metrics.features import extract_features

@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke test: toy cache, a few crops")
     args = parser.parse_args(argv)
     if args.cache is None and args.model is None and not args.quick:
-        parser.error("--cache STORE or --model NAME is required (or --quick for a smoke test on a toy cache).")
+        parser.error("--cache STORE or --model NAME is required (--quick: a smoke test on a toy cache).")
     args.max_samples = args.max_samples or (32 if args.quick else None)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # One thread on a small shared CPU: contending OpenMP threads were ~10x slower (see dice benchmark).

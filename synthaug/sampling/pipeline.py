@@ -153,7 +153,7 @@ class MSDMPipeline(DiffusionPipeline):
         ]
         return torch.from_numpy(np.stack(conds)).to(device)
 
-    def encode_text(self, metas, device) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    def encode_text(self, metas, device) -> tuple[torch.Tensor | None, ...]:
         """Frozen BERT tokens of each sample's prompt, their mask, and which samples have no text.
 
         A sample without metadata, or whose metadata make an empty prompt, gets the learned text

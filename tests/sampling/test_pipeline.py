@@ -158,7 +158,8 @@ def test_a_scheduler_that_disagrees_with_the_model_is_refused():
 def test_missing_or_empty_metadata_samples_with_the_learned_text_null(tiny_model, masks):
     # "" was never a training prompt: a sample without usable metadata must get the text null,
     # also beside samples that have text (their text is guided, its row is not).
-    pipe = MSDMPipeline(tiny_model, make_scheduler("dpm", make_noise_scheduler().config), TextEmbeddingCache())
+    scheduler = make_scheduler("dpm", make_noise_scheduler().config)
+    pipe = MSDMPipeline(tiny_model, scheduler, TextEmbeddingCache())
     first, second = masks[0], masks[1]
     kwargs = {"num_inference_steps": 2, "guidance": {"text": 2.0}}
 
