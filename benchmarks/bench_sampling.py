@@ -5,8 +5,8 @@ Measured in one run on the same model, masks and device:
 - **naive**: fp32, eager, one tile at a time, DDPM with 1000 steps, guidance as one separate forward
   per guided modality. Running 1000 steps is pointless for a rate, so a few steps are timed after a
   warm-up and the per-step cost is extrapolated to 1000 steps (printed as such).
-- **default**: ``MSDMPipeline`` with DPM-Solver++ (25 steps), guidance ``text=2, colour=1.5`` batched
-  into one forward, a batch of tiles, ``channels_last`` + bf16 autocast on CUDA.
+- **default**: ``MSDMPipeline`` with DPM-Solver++ (``--steps``, log-SNR-spaced timesteps), the same
+  guidance batched into one forward, a batch of tiles, ``channels_last`` + bf16 autocast on CUDA.
 - **cache**: pairs/s written into a local ``SyntheticCache`` (commit per batch), to check the store
   is never the bottleneck.
 
@@ -14,7 +14,9 @@ On CUDA it also reports the achieved TFLOP/s of the default pipeline (FLOPs coun
 ``torch.utils.flop_counter``) against a measured bf16 matmul ceiling.
 
     python benchmarks/bench_sampling.py --quick            # CPU, tiny model, 32 px: seconds
-    python benchmarks/bench_sampling.py --size 256         # GPU: the base model at 256 px
+    python benchmarks/bench_sampling.py --model consep --no-guidance --steps 15 --batch-size 4
+                                                           # the shipped model at 256 px
+    python benchmarks/bench_sampling.py --size 256         # GPU: the base preset at 256 px
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from synthaug.model import MSDM, TextEmbeddingCache, make_noise_scheduler
 from synthaug.sampling.cache import SyntheticCache
 from synthaug.sampling.mask_sources import LayoutMaskSource
-from synthaug.sampling.pipeline import DEFAULT_GUIDANCE, MSDMPipeline, make_scheduler
+from synthaug.sampling.pipeline import DEFAULT_GUIDANCE, MSDMPipeline, load_pipeline, make_scheduler
 
 COLOUR = np.array([0.35, 0.2, 0.5, 0.9, 0.75, 0.85], np.float32)
 
@@ -44,16 +46,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def naive_seconds_per_step(model, text_cache, masks, device, *, measured_steps: int) -> float:
+def naive_seconds_per_step(
+    model, text_cache, masks, device, *, measured_steps: int, guidance: dict, config: dict
+) -> float:
     """Seconds of one DDPM step for ONE tile with guidance as separate forwards (fp32, eager)."""
-    pipe = MSDMPipeline(model, make_scheduler("ddpm", make_noise_scheduler().config), text_cache).to(device)
+    pipe = MSDMPipeline(model, make_scheduler("ddpm", config), text_cache).to(device)
     record = masks[0]
     cond = pipe.encode_conditions([record.inst], [record.types], [None], [COLOUR], device)
     text, text_mask, _ = pipe.encode_text([record.meta], device)
     colour = torch.from_numpy(COLOUR[None]).to(device)
     latents = torch.randn(1, 3, *record.inst.shape, device=device)
     pipe.scheduler.set_timesteps(1000)
-    guided = [m for m, w in DEFAULT_GUIDANCE.items() if w != 1.0]
+    guided = [m for m, w in guidance.items() if w != 1.0]
 
     def step(t):
         nonlocal latents
@@ -63,7 +67,7 @@ def naive_seconds_per_step(model, text_cache, masks, device, *, measured_steps: 
             for m in guided:  # one more forward per guided modality
                 drop = {m: torch.ones(1, dtype=torch.bool, device=device)}
                 without = model(latents, t, cond, text, text_mask, colour, drop=drop).sample
-                eps += (DEFAULT_GUIDANCE[m] - 1) * (full - without)
+                eps += (guidance[m] - 1) * (full - without)
             latents = pipe.scheduler.step(eps, t, latents).prev_sample
 
     timesteps = pipe.scheduler.timesteps
@@ -76,13 +80,15 @@ def naive_seconds_per_step(model, text_cache, masks, device, *, measured_steps: 
     return (time.perf_counter() - start) / measured_steps
 
 
-def pipeline_rate(pipe, masks, device, *, batch_size: int, steps: int, repeats: int) -> tuple[float, float]:
+def pipeline_rate(
+    pipe, masks, device, *, batch_size: int, steps: int, repeats: int, guidance: dict
+) -> tuple[float, float]:
     """``(pairs/s, FLOPs per batch)`` of the default pipeline on batches of ``batch_size`` tiles."""
     records = [masks[i] for i in range(batch_size)]
     kwargs = {
         "type_map": [r.types for r in records], "colour": np.stack([COLOUR] * batch_size),
         "meta": [r.meta for r in records],
-        "guidance": DEFAULT_GUIDANCE, "num_inference_steps": steps,
+        "guidance": guidance, "num_inference_steps": steps,
     }
     insts = [r.inst for r in records]
 
@@ -137,6 +143,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny model at 32 px (CPU, seconds)")
     parser.add_argument("--size", type=int, default=None, help="tile size (default 256; --quick 32)")
     parser.add_argument("--preset", default=None, help="MSDM preset (default base; --quick tiny)")
+    parser.add_argument("--model", default=None, help="a trained model (shipped name or run folder) "
+                        "instead of a randomly initialised --preset")
+    parser.add_argument("--no-guidance", action="store_true", help="all guidance weights 1 (both loops)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 64 on CUDA, 8 on CPU")
     parser.add_argument("--steps", type=int, default=25, help="default-pipeline steps")
     parser.add_argument("--naive-steps", type=int, default=3, help="DDPM steps timed for the extrapolation")
@@ -156,16 +165,25 @@ def main() -> None:
     batch = args.batch_size or (64 if device.type == "cuda" else 8)
     cache_samples = args.cache_samples or max(4 * batch, 64)
     torch.manual_seed(0)
-    model = MSDM.from_preset(preset, sample_size=size).eval().to(device)
+    guidance = {m: 1.0 for m in DEFAULT_GUIDANCE} if args.no_guidance else dict(DEFAULT_GUIDANCE)
+    if args.model:
+        pipe = load_pipeline(args.model, device=device)
+        model, text_cache, preset = pipe.model, pipe.text_cache, args.model
+        config = dict(pipe.scheduler.config)
+    else:
+        model = MSDM.from_preset(preset, sample_size=size).eval().to(device)
+        text_cache = TextEmbeddingCache()  # BERT runs once per distinct prompt, outside the timings
+        config = dict(make_noise_scheduler().config)
+        pipe = MSDMPipeline(model, make_scheduler("dpm", config), text_cache).to(device)
     masks = LayoutMaskSource(size, size, seed=0, size=min(1.0, size / 128), meta={"tissue": "colon"})
-    text_cache = TextEmbeddingCache()  # BERT runs once per distinct prompt, outside the timings
 
-    naive_step = naive_seconds_per_step(model, text_cache, masks, device, measured_steps=args.naive_steps)
+    naive_step = naive_seconds_per_step(
+        model, text_cache, masks, device, measured_steps=args.naive_steps, guidance=guidance, config=config
+    )
     naive_rate = 1.0 / (naive_step * 1000)
-    pipe = MSDMPipeline(model, make_scheduler("dpm", make_noise_scheduler().config), text_cache).to(device)
     pipe.enable_fast_inference(channels_last=device.type == "cuda", compile=args.compile)
     default_rate, flops = pipeline_rate(
-        pipe, masks, device, batch_size=batch, steps=args.steps, repeats=args.repeats
+        pipe, masks, device, batch_size=batch, steps=args.steps, repeats=args.repeats, guidance=guidance
     )
     write_rate = cache_write_rate(masks, size, batch_size=batch, num_samples=cache_samples)
 
@@ -187,7 +205,7 @@ def main() -> None:
     print(f"cache write rate / default pipeline rate: {write_rate / default_rate:.0f}x")
     record = {
         "benchmark": "bench_sampling", "hardware": hardware, "device": device.type, "preset": preset,
-        "size": size, "batch_size": batch, "steps": args.steps, "guidance": DEFAULT_GUIDANCE,
+        "size": size, "batch_size": batch, "steps": args.steps, "guidance": guidance,
         "naive_pairs_per_s": naive_rate, "naive_seconds_per_step": naive_step,
         "naive_steps_measured": args.naive_steps, "default_pairs_per_s": default_rate,
         "speedup": default_rate / naive_rate, "cache_write_pairs_per_s": write_rate,
@@ -200,7 +218,7 @@ def main() -> None:
               f"({100 * achieved / ceiling:.0f}%)")
         record |= {"achieved_tflops": achieved, "bf16_matmul_tflops": ceiling}
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"bench_sampling_{device.type}_{preset}_{size}px.json"
+    name = f"bench_sampling_{device.type}_{Path(str(preset)).name}_{size}px.json"
     (args.out / name).write_text(json.dumps(record, indent=1))
     print(f"wrote {args.out / name}")
 

@@ -25,6 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="a real dataset folder (any synthaug reader, e.g. ../shared/data/consep)",
     )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="MSDM to sample with: a shipped name or a `synthaug train` run folder (default: consep)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         "quick" if args.quick else "default",
         out_dir=args.out,
         data=args.data,
+        model=args.model,
         device=args.device,
         seed=args.seed,
     )

@@ -26,7 +26,6 @@ def test_report_references_only_figures_that_exist(demo):
         "synthetic_pairs.png",
         "dice.png",
         "segmentation_loss.png",
-        "msdm/loss.png",
     } <= set(pngs)
     for png in pngs:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png

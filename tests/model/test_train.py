@@ -196,3 +196,12 @@ def test_warm_start_continues_from_the_exported_weights(tmp_path, trained_run, t
     drift = max((after[k] - before[k]).abs().max().item() for k in before)
     assert 0 < drift < 0.1
     assert not (out / "model.partial").exists() and not (out / "model.previous").exists()
+
+
+def test_auto_mixed_precision_uses_bf16_only_where_the_cpu_computes_it_natively(monkeypatch):
+    from synthaug.model import train as train_module
+
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda native=native: native)
+        assert train_module.resolve_mixed_precision("auto", "cpu") == expected
+    assert train_module.resolve_mixed_precision("fp16", "cpu") == "fp16"  # an explicit choice stays
