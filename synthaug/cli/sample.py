@@ -46,7 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "masks towards a nucleus type. Run under torchrun or accelerate launch to split the work."
         ),
     )
-    parser.add_argument("--model", type=Path, help="a train_msdm output folder (or a saved MSDM folder)")
+    parser.add_argument(
+        "--model", help="a shipped model name (consep), a train_msdm output folder or a saved MSDM folder"
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", type=Path, help="dataset folder whose masks are reused")
     source.add_argument("--layouts", action="store_true", help="procedural layouts instead of real masks")

@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--split {args.split!r} is not in {args.data}; available: {reader.splits()}")
     samples = reader.load(args.split)
     if args.morphology_prompts:
-        samples = add_morphology_prompts(samples, args.out, k=args.morphology_groups, seed=args.seed)
+        samples = add_morphology_prompts(
+            samples, args.out, k=args.morphology_groups, seed=args.seed, init_from=args.init_from
+        )
     num_types = args.num_types if args.num_types is not None else max(max(reader.type_names, default=0), 1)
     config = TrainConfig(
         output_dir=args.out,
@@ -118,24 +120,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_morphology_prompts(samples, out, *, k=None, seed=0):
+def add_morphology_prompts(samples, out, *, k=None, seed=0, init_from=None):
     """Fit a ``MorphologyPrompter`` on the training tiles, save it in ``out/prompter``, and return
     the samples with their group in ``meta`` (``metadata_to_text`` writes it into the prompt).
 
-    A prompter already saved there (a resumed or warm-started run) is reused, so the groups and
-    their prompt strings stay the ones the model was trained with.
+    A prompter already saved there (a resumed run), or else in the warm-start source ``init_from``
+    (a run folder or a shipped model), is reused, so the groups and their prompt strings stay the
+    ones the model was trained with.
     """
     import dataclasses
     from pathlib import Path
 
+    from synthaug.model.loading import PROMPTER_SUBFOLDER, resolve_model_path
     from synthaug.prompts import MorphologyPrompter
 
-    folder = Path(out) / "prompter"
+    folder = Path(out) / PROMPTER_SUBFOLDER
+    inherited = None if init_from is None else resolve_model_path(init_from) / PROMPTER_SUBFOLDER
     images = [s.image for s in samples]
     masks = [s.inst for s in samples]
     if (folder / "prompter_config.json").is_file():
         prompter = MorphologyPrompter.load(folder)
         assigned = prompter.transform(images, masks)
+    elif inherited is not None and (inherited / "prompter_config.json").is_file():
+        prompter = MorphologyPrompter.load(inherited)
+        assigned = prompter.transform(images, masks)
+        prompter.save(folder)
     else:
         prompter = MorphologyPrompter(k=k, seed=seed)
         assigned = prompter.fit_transform(images, masks)

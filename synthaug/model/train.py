@@ -49,6 +49,7 @@ from synthaug.model.loading import (
     SUMMARY_FILE,
     TEXT_CACHE_SUBFOLDER,
     load_msdm,
+    resolve_model_path,
 )
 from synthaug.model.msdm import MODEL_PRESETS, MSDM, PREDICTION_TYPES
 from synthaug.model.text import TextEmbeddingCache, metadata_to_text
@@ -286,7 +287,7 @@ def _draw_drops(
 
 def _warm_start(config: TrainConfig, layout: ConditionLayout, text_dim: int) -> tuple[MSDM, int]:
     """The exported model at ``config.init_from`` (fp32, trainable) and the steps it was trained for."""
-    source = Path(config.init_from)
+    source = resolve_model_path(config.init_from)  # a folder, or a shipped name such as "consep"
     model = load_msdm(source, expected_layout=layout, torch_dtype=torch.float32).train()
     if model.config.prediction_type != config.prediction_type:
         raise ValueError(
