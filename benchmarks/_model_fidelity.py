@@ -131,11 +131,19 @@ def run(args) -> int:
                                  steps=steps, guidance=guidance, batch=args.batch)
         feats = extract_features(images, extractor)
         report = fidelity_from_features(real_f, feats, encoder=encoder)
-        curve[steps] = {"KID": report[kid], "FID": report[fid], "num_tiles": len(subset),
+        curve[steps] = {"KID": report[kid], "KID_std": report[metric_name("KID std", encoder)],
+                        "FID": report[fid], "num_tiles": len(subset),
                         "seconds_per_tile": (time.time() - tick) / len(subset)}
         print(f"steps {steps}: KID {report[kid]:.4f}, FID {report[fid]:.1f}, "
               f"{curve[steps]['seconds_per_tile']:.1f} s/tile ({len(subset)} tiles)")
 
+    if args.steps == "auto":
+        if not curve:
+            raise SystemExit("--steps auto needs a quality-vs-steps curve (--curve-steps)")
+        best = min(curve.values(), key=lambda c: c["KID"])
+        args.steps = min(s for s, c in curve.items() if c["KID"] <= best["KID"] + best["KID_std"])
+        print(f"steps: {args.steps} (fewest within one KID std of the best curve point)")
+    args.steps = int(args.steps)
     tick = time.time()
     synth, requested = sample_tiles(pipe, test, metas, steps=args.steps, guidance=guidance, batch=args.batch)
     sampling_seconds = time.time() - tick

@@ -42,7 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "on every held-out mask and write summary.json beside fidelity.json"
     )
     parser.add_argument("--scheduler", default="dpm", help="--model: sampler (default dpm)")
-    parser.add_argument("--steps", type=int, default=15, help="--model: sampler steps (default 15)")
+    parser.add_argument(
+        "--steps", default="auto",
+        help="--model: sampler steps, or 'auto' (default): the fewest steps of the quality-vs-steps "
+        "curve whose KID is within one KID std of the curve's best",
+    )
     parser.add_argument("--no-guidance", action="store_true", help="--model: all guidance weights 1")
     parser.add_argument("--batch", type=int, default=4, help="--model: tiles per pipeline call")
     parser.add_argument(
