@@ -88,7 +88,7 @@ def colour_error(images, samples, requested) -> float:
 
 
 def run(args) -> int:
-    from fidelity import save_grid
+    from fidelity import _dominant_type, save_grid
 
     from synthaug.data import open_dataset, render_toy_tile
     from synthaug.metrics import load_feature_extractor
@@ -115,10 +115,7 @@ def run(args) -> int:
     swd = metric_name("Sliced Wasserstein-1 (128 projections)", encoder)
 
     def dominant(s) -> str:
-        if not s.inst_types:
-            return "no nuclei"
-        counts = np.bincount(list(s.inst_types.values()))
-        return f"{names.get(int(counts.argmax()), int(counts.argmax()))}-rich"
+        return _dominant_type(s.inst_types, names)
 
     test_groups = [dominant(s) for s in test]
 

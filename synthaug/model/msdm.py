@@ -47,10 +47,11 @@ from synthaug.model.encoders import MODALITIES, ConditionTokenizer
 # of its time there); cross-attention over the ~35 text/colour tokens is linear in pixels, so the
 # model is fully convolutional in the image and samples any tile size as it was trained.
 #
-# Parameters / training throughput at 64-px crops, batch 8, bf16 autocast, this project's 2-core
-# CPU (AMX), measured 2026-12-03 with the bare UNet and only_cross_attention on: tiny 1.4 M,
-# 34 img/s (fp32: 22; before the head fix, 16 four-channel heads: 22); cpu 6.6 M, 21 img/s
-# (0.20 s per 256-px forward); small ~27 M; base ~108 M.
+# Parameters / training throughput of the bare UNet at 64-px crops, measured 2026-12-03: tiny 1.4 M,
+# 34 img/s in bf16 (fp32: 22) on a 2-core AMX CPU, batch 8, only_cross_attention on. cpu 5.6 M with
+# attention at the coarsest level only, on a 2-core AVX-512 CPU without native bf16, fp32, batch 16:
+# 10.3 img/s and 0.66 s per 256-px forward (attention at two levels: 7.4 img/s, 1.13 s).
+# small ~27 M; base ~108 M.
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "block_out_channels": (32, 64, 64),

@@ -182,7 +182,7 @@ def generate_to_cache(
     batch_size: int = 8,
     seed: int = 0,
     guidance: Mapping[str, float] | None = None,
-    num_inference_steps: int = 25,
+    num_inference_steps: int = 15,
     target: Mapping[str, Any] | None = None,
     colour: np.ndarray | None = None,
     resume: bool = True,
