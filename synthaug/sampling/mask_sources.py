@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage, signal
 from skimage.transform import warp
 
-from synthaug.conditions import colour_stats
+from synthaug._validation import check_rgb_image
 from synthaug.data.layouts import Layout, generate_layout, resolve_type_id, sanitize_instances
 from synthaug.data.record import Sample
 
@@ -105,7 +105,10 @@ class RealMaskSource(IndexedMaskSource):
 
     Args:
         samples: annotated ``Sample`` records or ``Layout`` objects. A sample's image only
-            gives its record's ``colour`` (fg/bg means, measured once; edits keep it).
+            gives its record's ``colour``: background mean RGB of the (cropped) window, and
+            foreground mean RGB of that window's nuclei per type, weighted by each type's pixels
+            in the edited layout, so a crop of lumen or a layout enriched in one type asks for
+            the colour that its own nuclei and background have.
         edits: edit objects (``Dihedral()``, ``ElasticDeform(...)``, ``RandomCrop(...)``,
             ``ReplaceInstances(...)``, or any ``(layout, rng) -> layout`` callable) or their names
             ``"dihedral"``, ``"elastic"``, ``"replace"`` (default settings). Empty = masks as they are.
@@ -132,18 +135,22 @@ class RealMaskSource(IndexedMaskSource):
         if not all(isinstance(s, (Sample, Layout)) for s in samples):
             raise TypeError("`samples` must contain synthaug.data.Sample or Layout records only.")
         self.layouts = [s if isinstance(s, Layout) else Layout.from_sample(s) for s in samples]
-        self.colours = [
-            colour_stats(s.image, s.inst).as_vector() if isinstance(s, Sample) else None for s in samples
-        ]
+        # Checked once here, kept as the caller's arrays (no float copy): colour is measured per draw.
+        self.images = [s.image if isinstance(s, Sample) else None for s in samples]
+        for i, image in enumerate(self.images):
+            if image is not None:
+                check_rgb_image(image, f"samples[{i}].image", shape_hw=self.layouts[i].shape)
         self.edits = [_resolve_edit(e) for e in edits]
+        self.crop = None
         if size is not None:
-            crop = RandomCrop(*size)
+            self.crop = RandomCrop(*size)
             small = [
-                lay.name for lay in self.layouts if lay.shape[0] < crop.height or lay.shape[1] < crop.width
+                lay.name
+                for lay in self.layouts
+                if lay.shape[0] < self.crop.height or lay.shape[1] < self.crop.width
             ]
             if small:
                 raise ValueError(f"`size` {tuple(size)} is larger than some samples, e.g. {small[0]!r}.")
-            self.edits.append(crop)
         self.seed, self.name = int(seed), name
 
     @property
@@ -154,16 +161,60 @@ class RealMaskSource(IndexedMaskSource):
     def draw(self, index: int) -> MaskRecord:
         n = len(self.layouts)
         order = np.random.default_rng([self.seed, index // n, 1]).permutation(n)
-        base = self.layouts[order[index % n]]
+        base, image = self.layouts[order[index % n]], self.images[order[index % n]]
         rng = self._rng(index)
         layout = Layout(base.inst.copy(), base.types.copy(), base.inst_types, base.meta, base.name)
+        if self.crop is not None:
+            # Cropped first, with its image, so the colour is the window's and not the whole tile's.
+            layout, (y, x) = self.crop.crop(layout, rng)
+            if image is not None:
+                image = image[y : y + self.crop.height, x : x + self.crop.width]
+        colour = None if image is None else _window_colours(image, layout)
         for edit in self.edits:
             layout = edit(layout, rng)
         meta = base.meta | {"mask_source": self.name, "mask_origin": base.name}
         return MaskRecord(
             layout.inst, layout.types, layout.inst_types, meta, f"{base.name}#{index}",
-            source=self.name, index=index, colour=self.colours[order[index % n]],
+            source=self.name, index=index, colour=None if colour is None else colour.condition(layout),
         )
+
+
+@dataclass(frozen=True)
+class _WindowColours:
+    """Mean RGB of one image window: its background, and its nuclei per type (row ``1 + type``)."""
+
+    background: np.ndarray  # (3,)
+    per_type: np.ndarray  # (1 + max type + 1, 3); rows of types absent from the window are unused
+    present: np.ndarray  # (rows,) bool
+
+    def condition(self, layout: Layout) -> np.ndarray:
+        """``(6,)`` [fg, bg] mean RGB for ``layout``: per-type means weighted by its type pixels."""
+        groups = _pixel_groups(layout)
+        counts = np.bincount(groups.ravel(), minlength=len(self.per_type))[: len(self.per_type)]
+        counts[~self.present] = 0  # a type the window never showed (cannot arise from its own edits)
+        counts[0] = 0
+        if counts.sum() == 0:
+            fg = np.zeros(3)  # no nuclei: the fg half of the condition paints nothing
+        else:
+            fg = counts @ self.per_type / counts.sum()
+        return np.concatenate([fg, self.background]).astype(np.float32)
+
+
+def _pixel_groups(layout: Layout) -> np.ndarray:
+    """0 for background, ``1 + type`` for nucleus pixels (untyped nuclei are group 1)."""
+    return np.where(layout.inst > 0, layout.types.astype(np.int64) + 1, 0)
+
+
+def _window_colours(image: np.ndarray, layout: Layout) -> _WindowColours:
+    pixels = image.reshape(-1, 3).astype(np.float64)
+    if image.dtype == np.uint8:
+        pixels /= 255.0
+    groups = _pixel_groups(layout).ravel()
+    rows = int(groups.max()) + 1 if groups.size else 1
+    counts = np.bincount(groups, minlength=rows)
+    sums = np.stack([np.bincount(groups, weights=pixels[:, c], minlength=rows) for c in range(3)], axis=1)
+    means = sums / np.maximum(counts, 1)[:, None]
+    return _WindowColours(background=means[0], per_type=means, present=counts > 0)
 
 
 class LayoutMaskSource(IndexedMaskSource):
@@ -272,6 +323,10 @@ class RandomCrop:
                 raise ValueError(f"`{arg}` of RandomCrop must be a positive int, got {value!r}.")
 
     def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
+        return self.crop(layout, rng)[0]
+
+    def crop(self, layout: Layout, rng: np.random.Generator) -> tuple[Layout, tuple[int, int]]:
+        """The cropped layout and the window's top-left ``(y, x)`` (to crop an image alike)."""
         height, width = layout.shape
         if height < self.height or width < self.width:
             raise ValueError(f"cannot crop {self.height}x{self.width} from a {height}x{width} mask.")
@@ -279,7 +334,7 @@ class RandomCrop:
         x = int(rng.integers(width - self.width + 1))
         window = layout.inst[y : y + self.height, x : x + self.width]
         inst, types, inst_types = sanitize_instances(window, layout.inst_types, min_area=self.min_area)
-        return Layout(inst, types, inst_types, layout.meta, layout.name)
+        return Layout(inst, types, inst_types, layout.meta, layout.name), (y, x)
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,11 @@ class MSDMPipeline(DiffusionPipeline):
         text null in every copy (see :meth:`encode_text`). Returns the guided model output.
         """
         guided = [m for m in MODALITIES if guidance.get(m, 1.0) != 1.0]
+        # One modality at weight 0 and the rest at 1 is exactly the prediction without it (e.g. label-
+        # level generation, mask ignored): drop it in the full copy instead of paying for a second one.
+        ignored = guided if len(guided) == 1 and guidance[guided[0]] == 0.0 else []
+        if ignored:
+            guided = []
         copies = 1 + len(guided)
         b = model_input.shape[0]
 
@@ -192,6 +197,8 @@ class MSDMPipeline(DiffusionPipeline):
         }
         if text_missing is not None:
             drop["text"] |= stack(text_missing)
+        for m in ignored:
+            drop[m][:] = True
         for j, m in enumerate(guided, start=1):
             drop[m][j * b : (j + 1) * b] = True
         model_input = stack(model_input)

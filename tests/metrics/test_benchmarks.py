@@ -17,6 +17,7 @@ def _load(name: str):
     try:
         spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
         spec.loader.exec_module(module)
         return module
     finally:
@@ -60,3 +61,95 @@ def test_fidelity_benchmark_quick(tmp_path, consep_root):
         report[key] / record["real_reference_vs_held_out"][key]
     )
     assert (out / "grid.png").stat().st_size > 10_000
+
+
+def test_paired_kid_bootstrap_matches_torchmetrics_kid_on_whole_sets_and_ranks_a_shift():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import numpy as np
+        from _pcam_eval import paired_kid_bootstrap
+
+        from synthaug.metrics.fidelity import kernel_distance
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(60, 16))
+    same = rng.normal(size=(60, 16))
+    shifted = rng.normal(size=(60, 16)) + 0.5
+    boot = paired_kid_bootstrap(real, {"same": same, "shifted": shifted}, num_resamples=50, seed=1)
+    # one torchmetrics subset holding every row is the whole-set unbiased KID
+    oracle, _ = kernel_distance(real, shifted, subsets=1, subset_size=60)
+    assert boot["shifted"][0] == pytest.approx(oracle, rel=1e-4)
+    assert boot["shifted"].shape == (51,) and boot["shifted"][1:].std() > 0
+    assert (boot["shifted"][1:] > boot["same"][1:]).mean() > 0.95
+
+
+def test_small_cnn_separates_an_easy_task_and_bootstrap_auc_brackets_it():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import numpy as np
+        from _pcam_eval import bootstrap_auc, predict_proba, train_classifier
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 40)
+    # tumour = a dark blob in the middle of a noisy tile; no colour shortcut
+    images = rng.integers(100, 200, size=(80, 32, 32, 3)).astype(np.uint8)
+    images[labels == 1, 10:22, 10:22] //= 3
+    model = train_classifier(images, labels, steps=60, batch_size=16, seed=0)
+    scores = predict_proba(model, images)
+    auc = bootstrap_auc(labels, scores, num_resamples=200)
+    assert auc["AUC"] > 0.95 and auc["CI low"] <= auc["AUC"] <= auc["CI high"] <= 1.0
+    with pytest.raises(ValueError, match="both classes"):
+        train_classifier(images[:40], labels[:40], steps=1)
+
+
+def test_prompts_vs_labels_scoring_writes_the_summary_keys_and_figures(tmp_path):
+    import argparse
+
+    import numpy as np
+
+    bench = _load("prompts_vs_labels")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _pcam_eval import score
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from synthaug.data import Sample
+
+    rng = np.random.default_rng(0)
+
+    def patches(n):
+        out = []
+        for i in range(n):
+            label = bench.LABELS[i % 2]
+            image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            empty = np.zeros((32, 32), np.int32)
+            meta = {"label": f"{label} tissue", "morphology group": f"{i % 3}: toy"}
+            out.append(Sample(image=image, inst=empty, types=empty.astype(np.uint8), meta=meta, name=f"p{i}"))
+        return out
+
+    train, test = patches(24), patches(16)
+    budget = bench.Budget(32, 32, 12, 8, 1, 2, 1e-4, "tiny", None, 12, 1, 3, (2, 4), "bic", 2, 2)
+    draw = bench.balanced_draw(train, 12, seed=0)
+    assert sorted(np.bincount(np.arange(24)[draw] % 2)) == [6, 6]  # label-balanced, no repeats
+    synthetic = {arm: rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8) for arm in bench.ARMS}
+    prompts = {
+        "label-only": [{"label": train[i].meta["label"]} for i in draw],
+        "morphology": [train[i].meta for i in draw],
+    }
+    args = argparse.Namespace(out=tmp_path, seed=0)
+    result, summary = score(
+        args=args, budget=budget, train=train, test=test, draw=draw, synthetic=synthetic,
+        prompts=prompts, prompter_info={"k": 3},
+    )
+    assert set(summary) == {
+        "KID_label_only", "KID_morphology", "KID_spread", "KID_floor",
+        "AUC_label_only", "AUC_morphology", "AUC_real", "num_groups",
+    }
+    assert summary["num_groups"] == 3 and summary["KID_spread"] > 0
+    assert all(0.0 <= summary[k] <= 1.0 for k in ("AUC_label_only", "AUC_morphology", "AUC_real"))
+    assert len(result["classifiers"]["morphology"]["runs"]) == 2
+    assert result["distinct prompts"] == {"label-only": 2, "morphology": 6}
+    for name in result["figures"]:
+        assert (tmp_path / name).stat().st_size > 1000

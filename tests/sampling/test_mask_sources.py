@@ -130,6 +130,56 @@ def test_real_source_uses_every_sample_once_per_pass(samples):
     assert record.colour.shape == (6,) and record.colour[:3].mean() < record.colour[3:].mean()
 
 
+def _two_halves_sample():
+    """A 64x64 tile: red background on the left, blue on the right; type-1 nuclei are dark
+    grey and type-2 nuclei light grey, one of each type on each side."""
+    from synthaug.data import Sample
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:, :32] = (200, 0, 0)
+    image[:, 32:] = (0, 0, 200)
+    inst = np.zeros((64, 64), np.int32)
+    types = np.zeros((64, 64), np.uint8)
+    for i, (y, x, t) in enumerate([(8, 8, 1), (40, 8, 2), (8, 40, 1), (40, 40, 2)], start=1):
+        inst[y : y + 10, x : x + 10] = i
+        types[y : y + 10, x : x + 10] = t
+        image[y : y + 10, x : x + 10] = 40 if t == 1 else 160
+    inst_types = {1: 1, 2: 2, 3: 1, 4: 2}
+    return Sample(image=image, inst=inst, types=types, inst_types=inst_types, meta={}, name="halves")
+
+
+def test_real_source_colour_is_measured_on_the_cropped_window():
+    from synthaug.data import Sample
+
+    # No nuclei; red = 2 * column, so a window's background red names the window's position.
+    image = np.zeros((32, 64, 3), np.uint8)
+    image[..., 0] = 2 * np.arange(64)
+    empty = np.zeros((32, 64), np.int32)
+    sample = Sample(image=image, inst=empty, types=empty.astype(np.uint8), meta={}, name="ramp")
+    src = RealMaskSource([sample], edits=(), size=(32, 30), seed=0)
+    offsets = set()
+    for record in src.records(0, 12):
+        x0 = record.colour[3] * 255 / 2 - 14.5  # mean of 2 * (x0 .. x0 + 29) is 2 * (x0 + 14.5)
+        assert abs(x0 - round(x0)) < 1e-3 and 0 <= round(x0) <= 34
+        offsets.add(round(x0))
+        assert not record.colour[:3].any()  # no nuclei: nothing to paint in the fg half
+    assert len(offsets) > 3  # windows differ, and each carries its own colour
+    whole = RealMaskSource([sample], edits=(), seed=0)[0].colour
+    np.testing.assert_allclose(whole[3], 63 / 255, atol=1e-6)
+
+
+def test_real_source_fg_colour_follows_the_type_mix_of_the_edited_layout():
+    sample = _two_halves_sample()
+    plain = RealMaskSource([sample], edits=(), seed=0)[0].colour
+    np.testing.assert_allclose(plain[:3], (40 + 160) / 2 / 255, atol=1e-6)  # two nuclei of each type
+    copy_light = ReplaceInstances(type=2, mode="copy", fraction=1.0)
+    record = RealMaskSource([sample], edits=(copy_light,), seed=0)[0]
+    light = (record.types == 2).sum() / (record.inst > 0).sum()
+    assert light > 0.5  # the copies raised the type-2 share ...
+    expected = (light * 160 + (1 - light) * 40) / 255
+    np.testing.assert_allclose(record.colour[:3], expected, atol=1e-5)  # ... and the requested fg colour
+
+
 def test_real_source_argument_errors(samples):
     with pytest.raises(ValueError, match="samples"):
         RealMaskSource([])

@@ -68,6 +68,27 @@ def test_guidance_runs_one_forward_and_combines_per_modality(pipeline, masks):
     torch.testing.assert_close(guided, expected, atol=1e-5, rtol=1e-4)
 
 
+def test_a_single_zero_weight_is_the_prediction_without_that_modality_in_one_copy(pipeline, masks):
+    record = masks[0]
+    conditions = pipeline.encode_conditions([record.inst], [record.types], [None], [COLOUR], "cpu")
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(1, 3, SIZE, SIZE, generator=g)
+    text = torch.randn(1, 5, pipeline.model.config.text_embed_dim, generator=g)
+    text_mask = torch.ones(1, 5, dtype=torch.bool)
+    colour = torch.from_numpy(COLOUR[None])
+    t = torch.tensor(700)
+    batches = []
+    hook = pipeline.model.register_forward_hook(lambda mod, args, out: batches.append(args[0].shape[0]))
+    try:
+        ignored = pipeline.guided_model_output(latents, t, conditions, text, text_mask, colour, {"mask": 0.0})
+    finally:
+        hook.remove()
+    assert batches == [1]
+    drop = {"mask": torch.tensor([True])}
+    expected = pipeline.model(latents, t, conditions, text, text_mask, colour, drop=drop).sample
+    torch.testing.assert_close(ignored, expected, atol=1e-5, rtol=1e-4)
+
+
 def test_output_types_agree(pipeline, masks):
     records = [masks[0]]
     as_np = _call(pipeline, records, [3]).images
