@@ -10,6 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthaug.cli._args import (
+    check_device,
+    check_not_a_file,
+    finite_float,
+    non_negative_int,
+    positive_int,
+    share,
+)
+
 
 def _key_values(text: str) -> dict[str, str]:
     pairs = {}
@@ -23,15 +32,20 @@ def _key_values(text: str) -> dict[str, str]:
 
 def parse_guidance(text: str) -> dict[str, float]:
     """``"text=2,colour=1.5,mask=1"`` -> ``{"text": 2.0, "colour": 1.5, "mask": 1.0}``."""
+    message = f"guidance weights must be finite numbers >= 0, got {text!r}"
+    pairs = _key_values(text)
     try:
-        return {key: float(value) for key, value in _key_values(text).items()}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"guidance weights must be numbers, got {text!r}.") from None
+        weights = {key: finite_float(value) for key, value in pairs.items()}
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(message) from None
+    if any(w < 0 for w in weights.values()):
+        raise argparse.ArgumentTypeError(message)
+    return weights
 
 
 def _colour(text: str) -> list[float]:
-    values = [float(v) for v in text.split(",")]
-    if len(values) != 6:
+    values = [finite_float(v) for v in text.split(",")]
+    if len(values) != 6 or not all(0 <= v <= 1 for v in values):
         raise argparse.ArgumentTypeError(f"--colour needs 6 numbers (fg RGB, bg RGB in [0, 1]), got {text!r}")
     return values
 
@@ -58,21 +72,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="keep samples whose metadata match, e.g. tissue=colon")
     parser.add_argument("--edits", default="dihedral,elastic",
                         help="mask edits for --data (dihedral, elastic, replace; '' for none)")
-    parser.add_argument("--size", type=int, default=None,
+    parser.add_argument("--size", type=positive_int, default=None,
                         help="tile size: crop for --data (default: as stored), --layouts size (256)")
     parser.add_argument("--meta", type=_key_values, default={}, metavar="KEY=VALUE,...",
                         help="metadata (prompt) for --layouts, e.g. tissue=colon,assay=H&E")
     parser.add_argument("--colour", type=_colour, default=None, metavar="R,G,B,R,G,B",
                         help="fg/bg colour for masks without an image (default: colour modality dropped)")
     parser.add_argument("--target-type", default=None, help="nucleus type to enrich, e.g. epithelial")
-    parser.add_argument("--target-share", type=float, default=0.5, help="requested share of that type")
+    parser.add_argument("--target-share", type=share, default=0.5, help="requested share of that type")
     parser.add_argument("--target-by", choices=("instances", "pixels"), default="instances")
-    parser.add_argument("--num-samples", type=int, default=None, help="pairs in the store when done")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-samples", type=positive_int, default=None, help="pairs in the store when done")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--guidance", type=parse_guidance, default=None, metavar="text=2,colour=1.5,mask=1")
     parser.add_argument("--scheduler", choices=("dpm", "unipc", "ddim", "ddpm"), default="dpm")
-    parser.add_argument("--steps", type=int, default=None, help="default: 15 (ddim 100, ddpm 1000)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="default: 15 (ddim 100, ddpm 1000)")
     parser.add_argument("--out", required=True, help="output store: a path or fsspec URL")
     parser.add_argument("--resume", action="store_true", help="continue an existing store")
     parser.add_argument("--consolidate", action="store_true",
@@ -97,7 +111,7 @@ def _mask_source(args: argparse.Namespace):
         size = None if args.size is None else (args.size, args.size)
         source = RealMaskSource(samples, edits=edits, size=size, seed=args.seed)
     else:
-        size = args.size or 256
+        size = 256 if args.size is None else args.size
         source = LayoutMaskSource(size, size, seed=args.seed, meta=args.meta)
     if args.target_type is not None:
         policy = TargetingPolicy(args.target_type, args.target_share, by=args.target_by)
@@ -118,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data is None and not args.layouts:
         raise SystemExit("synthaug sample: choose a mask source, --data PATH or --layouts.")
 
+    check_not_a_file(args.out)
+    check_device(args.device)
     from synthaug.sampling.pipeline import load_pipeline
 
     device = args.device
@@ -132,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline.enable_fast_inference(channels_last=pipeline.device.type == "cuda", compile=args.compile)
     # The fewest steps at which each sampler gave the data's spread in the exact-oracle test
     # (dpm/unipc: 15 also matched 25 in KID for the shipped model).
-    steps = args.steps or {"ddpm": 1000, "ddim": 100}.get(args.scheduler, 15)
+    steps = args.steps if args.steps is not None else {"ddpm": 1000, "ddim": 100}.get(args.scheduler, 15)
     target = None
     if args.target_type is not None:
         target = {"type": args.target_type, "share": args.target_share, "by": args.target_by}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from synthaug.cli._args import check_not_a_file, finite_float, non_negative_int, positive_float, positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -19,11 +21,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--reader", default=None, help="dataset reader name (default: auto-detect)")
     parser.add_argument("--split", default="train", help="split to train on (default: train)")
-    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps (default: 1000)")
-    parser.add_argument("--batch-size", type=int, default=8, help="per device (default: 8)")
-    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (default: 1)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="learning rate (default: 2e-4)")
-    parser.add_argument("--resolution", type=int, default=64, help="square crop size (default: 64)")
+    parser.add_argument("--steps", type=positive_int, default=1000, help="optimiser steps (default: 1000)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="per device (default: 8)")
+    parser.add_argument(
+        "--grad-accum", type=positive_int, default=1, help="gradient accumulation steps (default: 1)"
+    )
+    parser.add_argument("--lr", type=positive_float, default=2e-4, help="learning rate (default: 2e-4)")
+    parser.add_argument("--resolution", type=positive_int, default=64, help="square crop size (default: 64)")
     parser.add_argument(
         "--size",
         choices=("tiny", "cpu", "small", "base"),
@@ -37,10 +41,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default="auto",
         help="auto = bf16 where the device computes it natively (AMX/AVX512-BF16 CPUs, most GPUs)",
     )
-    parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay (default: 0.999)")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="0 = only at the end")
+    parser.add_argument("--ema-decay", type=finite_float, default=0.999, help="EMA decay (default: 0.999)")
+    parser.add_argument("--checkpoint-every", type=non_negative_int, default=500, help="0 = only at the end")
     parser.add_argument(
-        "--export-every", type=int, default=500, help="export EMA weights to model/ every N steps"
+        "--export-every",
+        type=non_negative_int,
+        default=500,
+        help="export EMA weights to model/ every N steps",
     )
     parser.add_argument(
         "--init-from",
@@ -55,25 +62,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "--morphology-groups",
-        type=int,
+        type=positive_int,
         default=None,
         help="number of morphology groups (default: chosen from the data by silhouette)",
     )
     parser.add_argument(
-        "--sample-every", type=int, default=500, help="sample grid interval, 0 = only at the end"
+        "--sample-every", type=non_negative_int, default=500, help="sample grid interval, 0 = only at the end"
     )
     parser.add_argument(
         "--num-types",
-        type=int,
+        type=positive_int,
         default=None,
         help="nucleus types in the condition stack (default: the dataset's highest type id)",
     )
     parser.add_argument("--text-encoder", default=None, help="local BERT folder (default: packaged MiniLM)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader workers")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument(
-        "--minutes", type=float, default=None, help="stop after this much wall time (checkpoint + export)"
+        "--minutes",
+        type=positive_float,
+        default=None,
+        help="stop after this much wall time (checkpoint + export)",
     )
     parser.set_defaults(run=run)
     return parser
@@ -82,8 +92,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from synthaug.conditions import ConditionLayout
     from synthaug.data import open_dataset
-    from synthaug.model import TrainConfig, train_msdm
+    from synthaug.model import TrainConfig, check_new_run_folder, train_msdm
 
+    check_not_a_file(args.out)
+    if not args.resume:
+        check_new_run_folder(args.out)  # before the prompter is fitted and saved there
     reader = open_dataset(args.data, reader=args.reader)
     if args.split not in reader.splits():
         raise SystemExit(f"--split {args.split!r} is not in {args.data}; available: {reader.splits()}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +190,28 @@ def load_split(config: DemoConfig) -> tuple[BenchmarkSplit, bool]:
     return split, False
 
 
+def fresh_output_folder(out_dir: Path) -> Path:
+    """``out_dir`` if it is missing or empty, else its first free ``run-NNN`` subfolder (created).
+
+    The demo never deletes or overwrites: a second ``synthaug demo --out demo-out`` writes to
+    ``demo-out/run-002/`` and leaves the first run's report and cache as they are.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.is_file():
+        raise ValueError(f"`out_dir` {str(out_dir)!r} is an existing file; name a folder for the demo.")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return out_dir
+    for n in range(2, 10_000):
+        candidate = out_dir / f"run-{n:03d}"
+        try:
+            candidate.mkdir()  # atomic: two demos started together never share a folder
+        except FileExistsError:
+            continue
+        return candidate
+    raise ValueError(f"`out_dir` {str(out_dir)!r} holds 9,999 runs; choose another folder.")
+
+
 def run_demo(config: DemoConfig) -> DemoResult:
     """Run every stage and write ``report.html`` into ``config.out_dir``."""
     from synthaug.augment import SyntheticAugment
@@ -202,10 +223,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
     from synthaug.sampling.targeting import TargetedMaskSource, TargetingPolicy
 
     device = _resolve_device(config.device)
-    out = config.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    # A re-run writes a new cache; only the demo's own cache is replaced, nothing else in `out`.
-    shutil.rmtree(out / "synthetic.zarr", ignore_errors=True)
+    out = fresh_output_folder(config.out_dir)
     data_kind = "toy data (generated layouts, toy H&E renders)" if config.data is None else str(config.data)
     print(
         f"synthaug {__version__} demo on {device}: {data_kind}. Expect about {config.expected_minutes:g} "

@@ -5,7 +5,13 @@ from synthaug.model.encoders import MODALITIES, ConditionTokenizer
 from synthaug.model.loading import load_msdm
 from synthaug.model.msdm import MODEL_PRESETS, MSDM, MSDMOutput
 from synthaug.model.text import TextEmbeddingCache, metadata_to_text
-from synthaug.model.train import TrainConfig, diffusion_loss, make_noise_scheduler, train_msdm
+from synthaug.model.train import (
+    TrainConfig,
+    check_new_run_folder,
+    diffusion_loss,
+    make_noise_scheduler,
+    train_msdm,
+)
 
 __all__ = [
     "MODALITIES",
@@ -16,6 +22,7 @@ __all__ = [
     "MSDMTrainDataset",
     "TextEmbeddingCache",
     "TrainConfig",
+    "check_new_run_folder",
     "diffusion_loss",
     "load_msdm",
     "make_noise_scheduler",

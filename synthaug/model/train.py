@@ -323,6 +323,25 @@ def _export_ema(model: MSDM, ema: EMAModel, target: Path) -> None:
         shutil.rmtree(previous)
 
 
+def check_new_run_folder(output_dir: str | Path) -> None:
+    """Refuse to start a new run in a folder that holds one (its model, log and checkpoints would mix).
+
+    Raises:
+        ValueError: ``output_dir`` is a file, or holds run files; the message names them and the fix.
+    """
+    out = Path(output_dir)
+    if out.is_file():
+        raise ValueError(f"`output_dir` {str(out)!r} is an existing file; name a folder for the run.")
+    artefacts = (MODEL_SUBFOLDER, SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER, SUMMARY_FILE, "loss.jsonl",
+                 "checkpoints", "samples")
+    found = [name for name in artefacts if (out / name).exists()]
+    if found:
+        raise ValueError(
+            f"`output_dir` {str(out)!r} already holds a training run ({', '.join(found)}); pass "
+            "resume=True (CLI: --resume) to continue it, or choose a new folder. Nothing was changed."
+        )
+
+
 def _past_deadline(deadline: float, accelerator: Accelerator) -> bool:
     if deadline == math.inf:
         return False
@@ -376,6 +395,8 @@ def train_msdm(
             f"for model size {config.model_size!r}."
         )
     out = config.output_dir
+    if not config.resume:
+        check_new_run_folder(out)
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(config.mixed_precision),
         gradient_accumulation_steps=config.gradient_accumulation_steps,

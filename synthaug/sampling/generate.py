@@ -25,7 +25,12 @@ from tqdm.auto import tqdm
 from synthaug._version import __version__
 from synthaug.model import metadata_to_text
 from synthaug.sampling.cache import Range, SyntheticCache, merge_ranges
-from synthaug.sampling.pipeline import DEFAULT_GUIDANCE, MSDMPipeline
+from synthaug.sampling.pipeline import (
+    DEFAULT_GUIDANCE,
+    MSDMPipeline,
+    check_guidance,
+    check_num_inference_steps,
+)
 
 # A `synthaug.sampling.MaskSource`, any callable `index -> layout`, or a list of layouts.
 LayoutSource = Sequence[Any] | Callable[[int], Any]
@@ -141,6 +146,37 @@ def _store(cache: SyntheticCache, start: int, images, layouts, metas, writer: st
     cache.commit(start, stop, writer=writer)
 
 
+def _check_same_run(cache: SyntheticCache, url: str, wanted: Mapping[str, Any]) -> None:
+    """Refuse to extend a store whose header describes another run (a store is one run).
+
+    Every setting that changes the samples is in the header (``attrs["run"]``: seed, scheduler, steps,
+    guidance, target, model hash; and the caller's attrs such as the mask source); only the requested
+    ``num_samples`` may grow on a resume.
+    """
+    import json
+
+    wanted = json.loads(json.dumps(dict(wanted)))  # compare as stored (tuples become lists)
+    stored = cache.attrs
+    differing = []
+    for key in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(key), wanted.get(key)
+        if key == "run" and isinstance(old, Mapping) and isinstance(new, Mapping):
+            old = {k: v for k, v in old.items() if k != "num_samples"}
+            new = {k: v for k, v in new.items() if k != "num_samples"}
+            differing += [
+                f"{k} (store: {old.get(k)!r}, now: {new.get(k)!r})"
+                for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)
+            ]
+        elif old != new:
+            differing.append(f"{key} (store: {old!r}, now: {new!r})")
+    if differing:
+        raise ValueError(
+            f"`cache_url` {url!r} holds another run; these settings differ: {'; '.join(differing)}. "
+            "Resume with the store's settings, or write to a new store."
+        )
+
+
 def _prepare_store(
     url: str, rank: int, world: int, *, num_samples: int, resume: bool, model_hash: str, **create: Any
 ) -> SyntheticCache:
@@ -154,6 +190,7 @@ def _prepare_store(
                     f"`cache_url` {url!r} already holds {len(cache)} samples; pass resume=True to "
                     "continue it or choose a new store."
                 )
+            _check_same_run(cache, url, create.get("attrs") or {})
             # Resizing rewrites array metadata: do it once, before any other rank writes.
             cache.reserve(num_samples)
         except (ValueError, TypeError) as err:
@@ -222,6 +259,8 @@ def generate_to_cache(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}.")
     guidance = dict(DEFAULT_GUIDANCE if guidance is None else guidance)
+    check_guidance(guidance)  # before the store exists: a bad weight must not leave an empty store
+    check_num_inference_steps(num_inference_steps)
     rank, world, initialised_here = _distributed()
     digest = model_hash(pipeline.model)
     first = _layout_at(mask_source, 0)

@@ -15,6 +15,7 @@ the unconditional output, as the anchor, so the mask stays respected while text/
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,15 +129,8 @@ class MSDMPipeline(DiffusionPipeline):
         for i, type_map in enumerate(type_maps):
             if type_map is not None and np.shape(type_map) != (h, w):
                 raise ValueError(f"`type_map` {i} has shape {np.shape(type_map)} but `inst` is {(h, w)}.")
-        unknown = set(guidance) - set(MODALITIES)
-        if unknown:
-            raise ValueError(f"`guidance` keys must be among {list(MODALITIES)}, got {sorted(unknown)}.")
-        for key, value in guidance.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"`guidance[{key!r}]` must be a number >= 0, got {value!r}.")
-        steps = num_inference_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"`num_inference_steps` has to be a positive integer but is {steps!r}.")
+        check_guidance(guidance)
+        check_num_inference_steps(num_inference_steps)
         check_choice(output_type, "output_type", ("np", "pil", "pt"))
 
     # 2. Encode conditions --------------------------------------------------------------------
@@ -320,6 +314,26 @@ class MSDMPipeline(DiffusionPipeline):
         images = self.postprocess(latents, output_type)
         self.maybe_free_model_hooks()
         return MSDMPipelineOutput(images=images) if return_dict else (images,)
+
+
+def check_guidance(guidance: Mapping[str, float]) -> None:
+    """Raise ``ValueError`` unless ``guidance`` maps known modalities to finite weights >= 0."""
+    if not isinstance(guidance, Mapping):
+        got = type(guidance).__name__
+        raise TypeError(f"`guidance` must be a mapping such as {{'text': 2.0}}, got {got}.")
+    unknown = set(guidance) - set(MODALITIES)
+    if unknown:
+        raise ValueError(f"`guidance` keys must be among {list(MODALITIES)}, got {sorted(unknown)}.")
+    for key, value in guidance.items():
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or not math.isfinite(value) or value < 0:
+            raise ValueError(f"`guidance[{key!r}]` must be a finite number >= 0, got {value!r}.")
+
+
+def check_num_inference_steps(steps: int) -> None:
+    """Raise ``ValueError`` unless ``steps`` is a positive integer."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"`num_inference_steps` has to be a positive integer but is {steps!r}.")
 
 
 def load_pipeline(

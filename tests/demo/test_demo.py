@@ -62,3 +62,21 @@ def test_bad_settings_are_refused_with_the_argument_named(tmp_path):
         DemoConfig.preset("huge")
     with pytest.raises(ValueError, match="`tile_size`"):
         DemoConfig(tile_size=40)
+
+
+def test_a_second_demo_writes_a_fresh_folder_and_keeps_the_first(tmp_path):
+    from synthaug.demo.run import fresh_output_folder
+
+    out = tmp_path / "demo-out"
+    assert fresh_output_folder(out) == out and out.is_dir()  # missing: used as is
+    (out / "synthetic.zarr").mkdir()
+    (out / "synthetic.zarr" / "zarr.json").write_text("{}")  # the README's own cache name
+    (out / "report.html").write_text("first run")
+    second = fresh_output_folder(out)
+    assert second == out / "run-002" and second.is_dir() and not any(second.iterdir())
+    assert fresh_output_folder(out) == out / "run-003"
+    assert (out / "report.html").read_text() == "first run"
+    assert (out / "synthetic.zarr" / "zarr.json").read_text() == "{}"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="existing file"):
+        fresh_output_folder(tmp_path / "file")

@@ -132,6 +132,29 @@ def test_killed_run_resumes_at_its_checkpoint(trained_run: Path, tmp_path, toy_s
     assert (out / "checkpoints" / f"checkpoint-{CHECKPOINT + 2:06d}" / "trainer_state.json").is_file()
 
 
+def test_a_new_run_into_a_finished_run_folder_is_refused_and_changes_nothing(
+    trained_run: Path, toy_samples, text_cache
+):
+    before = {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"already holds a training run \(model, scheduler.*--resume"):
+        train_msdm(_config(trained_run, steps=2), toy_samples, text_cache=text_cache)
+    assert {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()} == before
+
+
+def test_the_cli_refuses_an_existing_run_before_fitting_anything(trained_run: Path, tmp_path, capsys):
+    from synthaug.cli.main import main
+
+    data = tmp_path / "data"  # never opened: the refusal comes first
+    argv = ["train", "--data", str(data), "--out", str(trained_run), "--morphology-prompts", "--steps", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "synthaug train: error:" in err and "--resume" in err and "Traceback" not in err
+    assert not (trained_run / "prompter").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(data), "--out", str(tmp_path / "new"), "--steps", "0"])
+    assert "--steps: must be a positive integer" in capsys.readouterr().err
+
+
 def test_label_level_samples_train_without_a_mask(tmp_path, text_cache):
     samples = [toy_sample(seed, with_mask=False) for seed in range(3)]
     out = train_msdm(

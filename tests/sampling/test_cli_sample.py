@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ def test_parse_guidance():
     assert parse_guidance("text=2,colour=1.5,mask=1") == {"text": 2.0, "colour": 1.5, "mask": 1.0}
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
         parse_guidance("text:2")
-    with pytest.raises(argparse.ArgumentTypeError, match="must be numbers"):
-        parse_guidance("text=high")
+    for bad in ("text=high", "text=nan", "colour=inf", "mask=-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="finite numbers >= 0"):
+            parse_guidance(bad)
 
 
 @pytest.mark.slow
@@ -43,10 +45,16 @@ def test_sample_command_fills_a_targeted_store(tiny_model, tmp_path, capsys):
     assert meta["scheduler"] == "UniPCMultistepScheduler" and meta["text"] == "tissue: colon."
     assert meta["source_meta"]["target_type"] == "epithelial"
     assert cache.type_instance_counts().shape == (3, tiny_model.condition_layout.num_types + 1)
-    # a second run without --resume must not touch the store
-    with pytest.raises(ValueError, match="pass resume=True"):
-        main(argv)
+    # a second run without --resume must not touch the store: a one-line error, exit status 2
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "synthaug sample: error:" in err and "pass resume=True" in err and "Traceback" not in err
     assert main([*argv, "--resume"]) == 0 and len(SyntheticCache.open(out)) == 3
+    # a resume with another seed would mix two runs in one store: refused, naming the setting
+    assert main([*argv, "--resume", "--seed", "5", "--num-samples", "4"]) == 2
+    assert "seed (store: 0, now: 5)" in capsys.readouterr().err
+    assert len(SyntheticCache.open(out)) == 3
 
 
 def test_consolidate_merges_rank_records(tmp_path, capsys):
@@ -61,3 +69,40 @@ def test_consolidate_merges_rank_records(tmp_path, capsys):
     assert main(["sample", "--consolidate", "--out", url]) == 0
     assert "2 samples committed" in capsys.readouterr().out
     assert SyntheticCache.open(url).read(1)["meta"] == {"rank": 1}
+
+
+@pytest.mark.parametrize(
+    "flags, match",
+    [
+        (["--steps", "0"], "--steps: must be a positive integer"),
+        (["--steps", "-3"], "--steps: must be a positive integer"),
+        (["--size", "0"], "--size: must be a positive integer"),
+        (["--guidance", "text=nan,colour=inf"], "finite numbers >= 0"),
+        (["--target-share", "1.5"], r"--target-share: must lie in \(0, 1\]"),
+        (["--colour", "0,0,0,0,0,2"], "--colour needs 6 numbers"),
+    ],
+)
+def test_sample_refuses_bad_values_before_creating_anything(tmp_path, capsys, flags, match):
+    out = tmp_path / "never.zarr"
+    argv = ["sample", "--model", "consep", "--layouts", "--num-samples", "2", "--out", str(out), *flags]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_sample_refuses_a_missing_gpu_and_an_out_that_is_a_file(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "never.zarr"
+    argv = ["sample", "--model", "consep", "--layouts", "--num-samples", "2", "--out", str(out)]
+    if torch.cuda.device_count() < 8:
+        assert main([*argv, "--device", "cuda:7"]) == 2
+        assert "--device 'cuda:7'" in capsys.readouterr().err and not out.exists()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    assert main([*argv[:-1], str(a_file)]) == 2
+    assert "is an existing file" in capsys.readouterr().err and a_file.read_text() == "mine"
+    with pytest.raises(ValueError, match="existing file"):
+        main(["--debug", *argv[:-1], str(a_file)])  # --debug: the exception itself, traceback and all

@@ -194,3 +194,14 @@ def test_missing_or_empty_metadata_samples_with_the_learned_text_null(tiny_model
         assert np.abs(mixed[0].astype(int) - null).max() <= 1, empty
     with_text = pipe(first.inst, type_map=first.types, meta=second.meta, generator=gen(3), **kwargs).images[0]
     assert np.abs(with_text.astype(int) - null).mean() > 0.5  # the text does reach the model
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), -0.5, True, "2"])
+def test_guidance_weights_must_be_finite_non_negative_numbers(weight):
+    from synthaug.sampling.pipeline import check_guidance
+
+    with pytest.raises(ValueError, match=r"guidance\['text'\]` must be a finite number >= 0"):
+        check_guidance({"text": weight})
+    with pytest.raises(ValueError, match="keys must be among"):
+        check_guidance({"texture": 1.0})
+    check_guidance({"mask": 0.0, "text": 2.0, "colour": 1})
