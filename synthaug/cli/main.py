@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "train": "synthaug.cli.train",
     "sample": "synthaug.cli.sample",
     "data": "synthaug.cli.data",
+    "cache": "synthaug.cli.cache",
 }
 
 

@@ -10,13 +10,22 @@ touch the same object and need no locks)::
     type_pixels/            (N, T+1) int64   pixels per type (column 0 = background)
     type_instances/         (N, T+1) int64   instances per type (majority type of each instance)
     meta/                   (N,) string      one JSON document per sample
+    digest/                 (N, 4) uint64    per-sample checksum of image, inst, type, meta (below)
     writers/<name>/         per-writer commit records (one group per rank), merged by ``consolidate``
 
 A sample becomes visible only once its index lies in the commit record, which is written after all
 of its chunks: a run killed mid-batch leaves chunks nobody can see, and the resumed run overwrites
 them with the same bytes (sample ``i`` is always drawn from seed ``(seed, i)``). ``len(cache)`` is the
-committed prefix ``[0, n)``. This module must not import diffusers or torch: training a segmenter
-from a finished cache needs neither.
+committed prefix ``[0, n)``.
+
+Integrity: every chunk carries a CRC32C (zarr's ``crc32c`` codec), so a flipped bit fails to decode;
+and every sample carries a BLAKE2b digest of ``(index, field, bytes)`` per field, checked on every
+read, so a missing chunk (which zarr would serve as its fill value) or a chunk swapped from another
+index is an error too (:class:`CacheIntegrityError`), never a silently wrong sample. Opening checks
+the commit record against the arrays; :meth:`SyntheticCache.verify` reads everything.
+
+This module must not import diffusers or torch: training a segmenter from a finished cache needs
+neither.
 """
 
 from __future__ import annotations
@@ -28,21 +37,35 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.core.sync import sync as zarr_sync  # runs a coroutine on zarr's own I/O loop (as Array does)
 
 from synthaug._validation import check_choice, check_instance_mask
 from synthaug._version import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-chunk CRC32C and per-sample digests
 HEADER_KEY = "synthaug_cache"
 COMMIT_KEY = "synthaug_commit"
 WRITERS = "writers"
-_ARRAYS = ("image", "inst", "type", "type_pixels", "type_instances", "meta")
+_ARRAYS = ("image", "inst", "type", "type_pixels", "type_instances", "meta", "digest")
 SAMPLE_FIELDS = ("image", "inst", "type", "meta")
 # zstd inside blosc with byte shuffle: int32 instance labels compress ~10x better shuffled, and
 # decompression is a small part of a chunk read (zarr's per-chunk overhead dominates; see `read`).
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+
+
+class CacheIntegrityError(ValueError):
+    """A stored sample or the store's bookkeeping is damaged (missing, altered or swapped chunks)."""
+
+
+def sample_digest(index: int, field: str, value: np.ndarray | str) -> int:
+    """64-bit BLAKE2b of ``(index, field, bytes)``: a chunk moved to another index no longer matches."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{int(index)}:{field}:".encode())
+    h.update(value.encode() if isinstance(value, str) else np.ascontiguousarray(value).tobytes())
+    return int.from_bytes(h.digest(), "little")
 
 Range = tuple[int, int]
 
@@ -78,6 +101,10 @@ def type_counts(inst: np.ndarray, type_map: np.ndarray, num_types: int) -> tuple
     majority = votes.reshape(len(ids), num_types + 1).argmax(axis=1)
     instances = np.bincount(majority, minlength=num_types + 1).astype(np.int64)
     return pixels, instances
+
+
+def _describe(selection: int | slice) -> str:
+    return str(selection) if isinstance(selection, int) else f"[{selection.start}, {selection.stop})"
 
 
 class SyntheticCache:
@@ -186,9 +213,10 @@ class SyntheticCache:
             "type_pixels": ((0, t + 1), "int64"),
             "type_instances": ((0, t + 1), "int64"),
             "meta": ((0,), str),
+            "digest": ((0, len(SAMPLE_FIELDS)), "uint64"),
         }
         for name, (shape, dtype) in specs.items():
-            compressors = "auto" if dtype is str else _COMPRESSOR
+            compressors = [ZstdCodec() if dtype is str else _COMPRESSOR, Crc32cCodec()]
             group.create_array(
                 name, shape=shape, chunks=(1, *shape[1:]), dtype=dtype, compressors=compressors
             )
@@ -277,8 +305,45 @@ class SyntheticCache:
             arrays = {name: group[name] for name in _ARRAYS}
         except KeyError as err:
             raise ValueError(f"cache {self.url!r} is corrupted: array {err} is missing.") from None
-        self._group, self._arrays, self._header = group, arrays, header
-        self._ranges = merge_ranges(group.attrs.get(COMMIT_KEY, {}).get("ranges", []))
+        record = group.attrs.get(COMMIT_KEY)
+        if not isinstance(record, dict) or not isinstance(record.get("ranges"), list):
+            raise CacheIntegrityError(
+                f"cache {self.url!r} is corrupted: its commit record {COMMIT_KEY!r} is {record!r}; "
+                "the samples cannot be trusted. Re-sample into a new store."
+            )
+        try:
+            ranges = merge_ranges(record["ranges"])
+        except (TypeError, ValueError):
+            raise CacheIntegrityError(
+                f"cache {self.url!r} is corrupted: commit ranges {record['ranges']!r} are not "
+                "[start, stop) pairs."
+            ) from None
+        self._group, self._arrays, self._header, self._ranges = group, arrays, header, ranges
+        self._check_bookkeeping(record)
+
+    def _check_bookkeeping(self, record: Mapping[str, Any]) -> None:
+        """Cheap checks on open: shapes match the header, commits lie within every array."""
+        h, w, t = self.height, self.width, self.num_types
+        expected = {"image": (h, w, 3), "inst": (h, w), "type": (h, w), "type_pixels": (t + 1,),
+                    "type_instances": (t + 1,), "meta": (), "digest": (len(SAMPLE_FIELDS),)}
+        for name, tail in expected.items():
+            if tuple(self._arrays[name].shape[1:]) != tail:
+                raise CacheIntegrityError(
+                    f"cache {self.url!r} is corrupted: array {name!r} has shape {self._arrays[name].shape}, "
+                    f"expected (N, {', '.join(map(str, tail))}) from the header."
+                )
+        top = self.committed_ranges()[-1][1] if self.committed_ranges() else 0
+        if top > self.capacity:
+            short = [n for n, a in self._arrays.items() if a.shape[0] < top]
+            raise CacheIntegrityError(
+                f"cache {self.url!r} is corrupted: samples up to {top} are committed but arrays {short} hold "
+                f"only {self.capacity} slots (an interrupted resize?). Re-sample into a new store."
+            )
+        if record.get("num_samples", len(self)) != len(self):
+            raise CacheIntegrityError(
+                f"cache {self.url!r} is corrupted: its commit record says "
+                f"{record.get('num_samples')} samples but its ranges {record['ranges']} give {len(self)}."
+            )
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -318,9 +383,10 @@ class SyntheticCache:
 
     @property
     def capacity(self) -> int:
-        """Number of sample slots allocated (committed or not)."""
+        """Number of sample slots allocated in every array (committed or not)."""
         self._ensure_open()
-        return int(self._arrays["image"].shape[0])
+        # The smallest array: a resize killed half-way leaves some arrays longer than others.
+        return min(int(a.shape[0]) for a in self._arrays.values())
 
     def __len__(self) -> int:
         self._ensure_open()
@@ -394,18 +460,68 @@ class SyntheticCache:
     def _gather(self, fields: tuple[str, ...], selection: int | slice) -> dict[str, Any]:
         arrays = self._arrays
 
-        async def fetch() -> list[Any]:
+        async def fetch(names: tuple[str, ...]) -> list[Any]:
             # Every field's chunk concurrently, in one round trip to zarr's I/O loop: sequential
             # `array[i]` calls would each pay the hop to that loop and back.
-            return await asyncio.gather(*(arrays[f].async_array.getitem(selection) for f in fields))
+            return await asyncio.gather(*(arrays[f].async_array.getitem(selection) for f in names))
 
-        out = dict(zip(fields, zarr_sync(fetch()), strict=True))
+        fetched = (*fields, "digest")
+        try:
+            values = zarr_sync(fetch(fetched))
+        except Exception as err:  # a chunk that fails its CRC32C or does not decompress
+            raise CacheIntegrityError(
+                f"cache {self.url!r}: samples {_describe(selection)} could not be decoded "
+                f"({type(err).__name__}: {err}); run `synthaug cache verify {self.url}` to list the bad ones."
+            ) from None
+        out = dict(zip(fetched, values, strict=True))
+        digests = np.atleast_2d(out.pop("digest"))
         if "meta" in out:
-            meta = np.asarray(out["meta"])  # a scalar selection may come back as a bare str
-            out["meta"] = json.loads(meta.item()) if meta.ndim == 0 else [json.loads(m) for m in meta]
+            out["meta"] = np.atleast_1d(np.asarray(out["meta"], dtype=object))  # a scalar may be a bare str
+        first = selection if isinstance(selection, int) else selection.start
+        scalar = isinstance(selection, int)
+        for field in fields:
+            column = SAMPLE_FIELDS.index(field)
+            items = [out[field]] if scalar and field != "meta" else out[field]
+            for j, value in enumerate(items):
+                stored = str(value) if field == "meta" else value
+                if sample_digest(first + j, field, stored) != digests[j, column]:
+                    raise CacheIntegrityError(
+                        f"cache {self.url!r}: sample {first + j} field {field!r} does not match its checksum "
+                        "(a missing, altered or swapped chunk); run `synthaug cache verify "
+                        f"{self.url}` to list every bad sample."
+                    )
+        if "meta" in out:
+            docs = [json.loads(m) for m in out["meta"]]
+            out["meta"] = docs[0] if scalar else docs
         return out
 
     __getitem__ = read
+
+    def verify(self, *, progress: bool = False) -> dict[str, Any]:
+        """Read every committed sample and check its chunks and digests (``synthaug cache verify``).
+
+        Returns:
+            ``{"checked": n, "bad": {index: reason}, "arrays": {name: reason}}``: the samples that
+            fail, and the per-sample count arrays that do not decode. Empty ``bad`` and ``arrays``
+            mean every committed sample reads back exactly as written.
+        """
+        from tqdm.auto import tqdm
+
+        self.refresh()
+        n = len(self)
+        bad: dict[int, str] = {}
+        for i in tqdm(range(n), desc="verifying", unit="sample", disable=not progress):
+            try:
+                self._gather(SAMPLE_FIELDS, i)
+            except CacheIntegrityError as err:
+                bad[i] = str(err)
+        arrays: dict[str, str] = {}
+        for name in ("type_pixels", "type_instances"):
+            try:
+                np.asarray(self._arrays[name][:n])
+            except Exception as err:  # CRC32C or decompression failure
+                arrays[name] = f"{type(err).__name__}: {err}"
+        return {"checked": n, "bad": bad, "arrays": arrays}
 
     def _counts(self, name: str) -> np.ndarray:
         n = len(self)
@@ -447,8 +563,8 @@ class SyntheticCache:
         array metadata, which is the one object writers would otherwise share.
         """
         self._writable()
-        if num_samples > self.capacity:
-            for array in self._arrays.values():
+        for array in self._arrays.values():
+            if array.shape[0] < num_samples:  # also completes a resize that was killed half-way
                 array.resize((int(num_samples), *array.shape[1:]))
 
     def write(
@@ -505,6 +621,14 @@ class SyntheticCache:
         a["type_pixels"][start:stop] = np.stack([c[0] for c in counts])
         a["type_instances"][start:stop] = np.stack([c[1] for c in counts])
         a["meta"][start:stop] = docs
+        stored = {"image": image, "inst": inst.astype(np.int32), "type": type_map}
+        a["digest"][start:stop] = np.array(
+            [
+                [sample_digest(start + j, f, docs[j] if f == "meta" else stored[f][j]) for f in SAMPLE_FIELDS]
+                for j in range(b)
+            ],
+            dtype=np.uint64,
+        )
         return int(start), stop
 
     def commit(self, start: int, stop: int, *, writer: str | None = None) -> None:

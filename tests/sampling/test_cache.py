@@ -123,7 +123,7 @@ def test_refuses_incompatible_or_foreign_stores(tmp_path: Path):
 
     header = dict(cache.header, schema_version=99)
     zarr.open_group(url, mode="a").attrs[HEADER_KEY] = header
-    with pytest.raises(ValueError, match="schema version 99.*schema version 1"):
+    with pytest.raises(ValueError, match="schema version 99.*schema version 2"):
         SyntheticCache.open(url)
 
     foreign = tmp_path / "foreign.zarr"
@@ -235,3 +235,99 @@ def test_a_range_outside_the_committed_samples_is_refused(url: str, start, stop)
     cache.append(**_batch(2, seed=0))
     with pytest.raises(IndexError, match="committed samples"):
         cache.read_range(start, stop)
+
+
+def _chunk(url: str, array: str, index: int) -> Path:
+    """The file of sample ``index``'s chunk in a local store (zarr v3 default chunk keys)."""
+    ndim = {"image": 4, "inst": 3, "type": 3, "meta": 1, "digest": 2}[array]
+    return Path(url, array, "c", str(index), *["0"] * (ndim - 1))
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> str:
+    url = str(tmp_path / "store.zarr")
+    SyntheticCache.create(url, height=H, width=W, num_types=T).append(**_batch(6, seed=3))
+    return url
+
+
+def test_a_deleted_chunk_is_an_error_not_a_black_tile(local_store: str):
+    from synthaug.sampling.cache import CacheIntegrityError
+
+    _chunk(local_store, "image", 2).unlink()
+    cache = SyntheticCache.open(local_store)
+    with pytest.raises(CacheIntegrityError, match="sample 2 field 'image' does not match its checksum"):
+        cache.read(2)
+    with pytest.raises(CacheIntegrityError, match="sample 2"):
+        cache.read_range(0, 6)
+    assert cache.read(1)["meta"] == {"seed": [3, 1], "text": "tile 1"}  # the others still read
+    assert cache.read(2, fields=("inst", "meta"))["inst"].any()  # and so do its intact fields
+
+
+def test_every_single_bit_flip_in_a_chunk_is_caught(local_store: str):
+    from synthaug.sampling.cache import CacheIntegrityError
+
+    path = _chunk(local_store, "image", 4)
+    original = path.read_bytes()
+    for position in range(0, len(original), max(1, len(original) // 20)):
+        flipped = bytearray(original)
+        flipped[position] ^= 1 << (position % 8)
+        path.write_bytes(bytes(flipped))
+        with pytest.raises(CacheIntegrityError, match="sample"):
+            SyntheticCache.open(local_store).read(4)
+    path.write_bytes(original)
+    assert SyntheticCache.open(local_store).read(4)["image"].shape == (H, W, 3)
+
+
+def test_a_swapped_chunk_is_caught(local_store: str):
+    from synthaug.sampling.cache import CacheIntegrityError
+
+    a, b = _chunk(local_store, "image", 0), _chunk(local_store, "image", 5)
+    first, second = a.read_bytes(), b.read_bytes()
+    a.write_bytes(second)
+    b.write_bytes(first)
+    with pytest.raises(CacheIntegrityError, match="sample 0 field 'image'"):
+        SyntheticCache.open(local_store).read(0)
+
+
+def test_a_commit_record_beyond_the_arrays_is_refused_on_open(local_store: str):
+    from synthaug.sampling.cache import COMMIT_KEY, CacheIntegrityError
+
+    group = zarr.open_group(local_store, mode="a")
+    group.attrs[COMMIT_KEY] = {"num_samples": 100, "ranges": [[0, 100]]}
+    with pytest.raises(CacheIntegrityError, match="samples up to 100 are committed"):
+        SyntheticCache.open(local_store)
+    group.attrs[COMMIT_KEY] = None
+    with pytest.raises(CacheIntegrityError, match="commit record"):
+        SyntheticCache.open(local_store)
+
+
+def test_a_resize_killed_half_way_is_seen_and_completed(local_store: str):
+    # reserve() killed after growing `image` only: capacity is the smallest array, and the next
+    # reserve grows the others, so no write lands out of bounds (zarr would drop it silently).
+    zarr.open_group(local_store, mode="a")["image"].resize((20, H, W, 3))
+    cache = SyntheticCache.open(local_store, mode="a")
+    assert cache.capacity == 6 and len(cache) == 6
+    cache.reserve(20)
+    assert cache.capacity == 20
+    cache.append(**_batch(2, seed=9))
+    assert len(SyntheticCache.open(local_store)) == 8
+
+
+def test_cache_verify_lists_every_bad_sample(local_store: str, capsys):
+    from synthaug.cli.main import main
+
+    assert main(["cache", "verify", local_store]) == 0
+    assert "6 committed samples checked; OK" in capsys.readouterr().out
+    _chunk(local_store, "image", 1).unlink()
+    flipped = bytearray(_chunk(local_store, "inst", 3).read_bytes())
+    flipped[len(flipped) // 2] ^= 0x10
+    _chunk(local_store, "inst", 3).write_bytes(bytes(flipped))
+    a, b = _chunk(local_store, "type", 4), _chunk(local_store, "type", 5)
+    first, second = a.read_bytes(), b.read_bytes()
+    a.write_bytes(second)
+    b.write_bytes(first)
+    report = SyntheticCache.open(local_store).verify()
+    assert report["checked"] == 6 and sorted(report["bad"]) == [1, 3, 4, 5]
+    assert main(["cache", "verify", local_store]) == 1
+    out = capsys.readouterr().out
+    assert "sample 1:" in out and "4 bad sample(s)" in out
