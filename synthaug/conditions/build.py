@@ -134,7 +134,9 @@ def _types_for_kernel(
         if types.dtype != np.uint8:  # one kernel specialisation; range-check before narrowing
             _check_types(inst, types, None, num_types)
             types = types.astype(np.uint8)
-        return types, 0
+        # A type on a background pixel names no nucleus: painting it would set a type channel
+        # where the mask channel says "no nucleus". Only nuclei carry types.
+        return np.where(inst > 0, types, 0).astype(np.uint8), 0
     if inst_types is None:  # types unknown: every label has type 0, all type channels stay 0
         return np.zeros((1, size), np.int16), 1
     if compacted:  # the kernel's labels are no longer the ids of `inst_types`

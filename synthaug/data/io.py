@@ -41,6 +41,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise ValueError(f"{path}: image file not found.") from None
+    except Image.DecompressionBombError as err:
+        raise ValueError(_bomb_message(path, err)) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         # PIL raises OSError for truncated files and SyntaxError for some broken headers.
         raise ValueError(
@@ -69,9 +71,20 @@ def read_label_image(path: str | Path) -> np.ndarray:
                 array = np.asarray(img)
     except FileNotFoundError:
         raise ValueError(f"{path}: label file not found.") from None
+    except Image.DecompressionBombError as err:
+        raise ValueError(_bomb_message(path, err)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"{path}: cannot read the label file ({err}).") from err
     return as_integer_labels(array, f"{path}")
+
+
+def _bomb_message(path: Path, err: Exception) -> str:
+    # PIL's own message names neither the file nor what to do about it.
+    return (
+        f"{path}: PIL refused the image as a possible decompression bomb ({err}). A whole-slide image "
+        "does not belong in a tile folder: tile it first (synthaug.data.tiling), or raise "
+        "PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+    )
 
 
 def as_integer_labels(array: np.ndarray, where: str) -> np.ndarray:

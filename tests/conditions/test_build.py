@@ -93,6 +93,16 @@ def test_type_map_takes_precedence_and_missing_types_give_zero_channels():
     assert not build_conditions(inst, layout=layout).any()  # no type information at all
 
 
+def test_types_on_background_pixels_paint_no_type_channel():
+    inst, _, _ = toy()
+    layout = ConditionLayout(num_types=2)
+    type_map = np.ones(inst.shape, np.int64)  # type 1 everywhere, background included
+    stack = build_conditions(inst, type_map=type_map, colour=COLOUR, layout=layout)
+    type_1 = stack[layout.group_slice("types")][0]
+    mask = stack[layout.group_slice("mask")][0]
+    assert np.array_equal(type_1, mask)  # a type channel is set only where the mask says nucleus
+
+
 def test_colour_accepts_stats_and_matches_vector():
     inst, _, image = toy()
     stats = colour_stats(image, inst)

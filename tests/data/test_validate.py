@@ -107,3 +107,13 @@ def test_read_label_image_and_load_mat_errors(tmp_path):
     (tmp_path / "h.mat").write_bytes(b"not a mat file at all")
     with pytest.raises(ValueError, match=r"h\.mat: cannot read the \.mat file"):
         load_mat(tmp_path / "h.mat", ["inst_map"])
+
+
+def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (64, 64)).save(path)
+    # PIL raises DecompressionBombError above 2x MAX_IMAGE_PIXELS: lower the limit, not the file size
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for reader in (read_rgb, read_label_image):
+        with pytest.raises(ValueError, match=r"huge\.png: PIL refused the image as a possible decompression"):
+            reader(path)
