@@ -7,14 +7,7 @@ from collections.abc import Collection
 import numpy as np
 from scipy import ndimage
 
-
-def instance_majority_types(inst: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Instance ids of ``inst`` and the majority type of each (one bincount, no per-instance loop)."""
-    fg = inst > 0
-    ids, compact = np.unique(inst[fg], return_inverse=True)
-    n_types = int(types.max()) + 1 if types.size else 1
-    votes = np.bincount(compact * n_types + types[fg], minlength=len(ids) * n_types)
-    return ids, votes.reshape(len(ids), n_types).argmax(axis=1)
+from synthaug.conditions import instance_type_votes
 
 
 def paste_instances(
@@ -54,7 +47,7 @@ def paste_instances(
         # `margin` dilations by a 3x3 square are one (2 margin + 1) square: a separable max filter,
         # several times faster than iterated binary_dilation.
         blocked = ndimage.maximum_filter(blocked, size=2 * margin + 1, mode="constant", cval=False)
-    ids, majority = instance_majority_types(syn_inst, syn_types)
+    ids, majority = instance_type_votes(syn_inst, syn_types)
     if type_ids is not None:
         ids = ids[np.isin(majority, list(type_ids))]
     ids = np.setdiff1d(ids, syn_inst[blocked], assume_unique=False)

@@ -9,6 +9,7 @@ from synthaug.conditions.colour import ColourStats, colour_stats, instance_colou
 from synthaug.conditions.hv import compute_hv_maps, compute_hv_maps_batch
 from synthaug.conditions.layout import CONDITION_GROUPS, ConditionLayout
 from synthaug.conditions.types import (
+    instance_type_votes,
     instance_types_from_type_map,
     instances_of_type,
     type_map_from_instances,
@@ -25,6 +26,7 @@ __all__ = [
     "compute_hv_maps",
     "compute_hv_maps_batch",
     "instance_colour_stats",
+    "instance_type_votes",
     "instance_types_from_type_map",
     "instances_of_type",
     "paint_colour_map",

@@ -39,39 +39,47 @@ def type_map_from_instances(inst: np.ndarray, inst_types: Mapping[int, int]) -> 
     return _lookup_types(inst, keys, values)
 
 
-def instance_types_from_type_map(inst: np.ndarray, type_map: np.ndarray) -> dict[int, int]:
-    """The type of each instance by majority vote of its pixels in ``type_map``.
+def instance_type_votes(inst: np.ndarray, type_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The type of every instance by majority vote of its pixels: the one vote the package uses.
 
-    Background (type 0) pixels inside an instance do not vote unless the instance has no typed
-    pixel at all (then its type is 0); ties go to the smaller type id. This is the vote HoVer-Net
-    uses to turn pixel predictions into instance types.
+    Background (type 0) pixels inside an instance do not vote; an instance with no typed pixel is
+    type 0; ties go to the smaller type id. This is the vote HoVer-Net uses to turn pixel
+    predictions into instance types; conditions, metrics, the cache's type counts and pasting all
+    call it.
 
     Args:
         inst: ``(H, W)`` integer instance mask.
-        type_map: ``(H, W)`` non-negative integer type map of the same shape.
+        type_map: ``(H, W)`` non-negative integer type map of the same shape (ids 0..255).
 
     Returns:
-        ``{instance id: type id}`` for every instance in ``inst``, ids ascending.
+        ``(ids, types)``: the instance ids present, ascending, and their types, both ``(K,)`` int64.
 
     Raises:
         TypeError: on non-integer arrays.
-        ValueError: on wrong shapes, a shape mismatch or negative values.
+        ValueError: on wrong shapes, a shape mismatch, negative values or type ids above 255.
     """
     inst = check_instance_mask(inst, "inst")
     type_map = _check_type_map(type_map, inst.shape)
-    ids, group = np.unique(inst.ravel(), return_inverse=True)
-    num_types = int(type_map.max()) + 1 if type_map.size else 1
+    fg = inst > 0
+    ids, compact = np.unique(inst[fg], return_inverse=True)
+    types = type_map[fg].astype(np.int64)
+    num_types = int(types.max()) + 1 if types.size else 1
     if num_types > 256:
         raise ValueError(
             f"`type_map` has type {num_types - 1}; type ids must lie in 0..255 (uint8 type maps)."
         )
     # one vote table (instances x types) from a single bincount over combined indices
-    votes = np.bincount(group.ravel() * num_types + type_map.ravel(), minlength=ids.size * num_types)
-    typed = votes.reshape(ids.size, num_types)[:, 1:]  # background pixels do not vote
-    winner = np.zeros(ids.size, np.int64)
-    if typed.shape[1]:
-        winner = np.where(typed.sum(axis=1) > 0, typed.argmax(axis=1) + 1, 0)  # argmax: ties -> lower id
-    return {int(i): int(t) for i, t in zip(ids, winner) if i != 0}
+    votes = np.bincount(compact * num_types + types, minlength=ids.size * num_types)
+    votes = votes.reshape(ids.size, num_types)
+    votes[:, 0] = 0  # background pixels do not vote
+    winner = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), 0)  # argmax: ties -> lower id
+    return ids.astype(np.int64), winner.astype(np.int64)
+
+
+def instance_types_from_type_map(inst: np.ndarray, type_map: np.ndarray) -> dict[int, int]:
+    """``{instance id: type id}`` by :func:`instance_type_votes`, ids ascending."""
+    ids, types = instance_type_votes(inst, type_map)
+    return {int(i): int(t) for i, t in zip(ids, types)}
 
 
 def type_one_hot(type_map: np.ndarray, num_types: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from synthaug._validation import check_instance_mask
+from synthaug.conditions import instance_type_votes
 
 _EPS = 1.0e-6  # HoVer-Net / CoNIC's guard in DQ and SQ denominators
 
@@ -202,14 +203,7 @@ def instance_classes(inst: np.ndarray, type_map: np.ndarray) -> tuple[np.ndarray
         TypeError, ValueError: on non-integer maps or mismatched shapes.
     """
     inst, type_map = _check_pair(inst, type_map, ("inst", "type_map"))
-    ids, compact = np.unique(inst, return_inverse=True)
-    num_classes = int(type_map.max()) + 1 if type_map.size else 1
-    votes = np.bincount(compact.ravel() * num_classes + type_map.ravel(), minlength=len(ids) * num_classes)
-    votes = votes.reshape(len(ids), num_classes)
-    votes[:, 0] = 0  # background pixels inside a nucleus do not vote
-    classes = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), 0)
-    keep = ids > 0
-    return ids[keep].astype(np.int64), classes[keep].astype(np.int64)
+    return instance_type_votes(inst, type_map)
 
 
 def _as_list(maps: np.ndarray | Sequence[np.ndarray], name: str) -> list[np.ndarray]:

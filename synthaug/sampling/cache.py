@@ -42,6 +42,7 @@ from zarr.core.sync import sync as zarr_sync  # runs a coroutine on zarr's own I
 
 from synthaug._validation import check_choice, check_instance_mask
 from synthaug._version import __version__
+from synthaug.conditions import instance_type_votes
 
 SCHEMA_VERSION = 2  # 2: per-chunk CRC32C and per-sample digests
 HEADER_KEY = "synthaug_cache"
@@ -52,6 +53,8 @@ SAMPLE_FIELDS = ("image", "inst", "type", "meta")
 # zstd inside blosc with byte shuffle: int32 instance labels compress ~10x better shuffled, and
 # decompression is a small part of a chunk read (zarr's per-chunk overhead dominates; see `read`).
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+
+Range = tuple[int, int]
 
 
 class CacheIntegrityError(ValueError):
@@ -66,8 +69,6 @@ def sample_digest(index: int, field: str, value: np.ndarray | str) -> int:
     h.update(f"{int(index)}:{field}:".encode())
     h.update(value.encode() if isinstance(value, str) else np.ascontiguousarray(value).tobytes())
     return int.from_bytes(h.digest(), "little")
-
-Range = tuple[int, int]
 
 
 def merge_ranges(ranges: Iterable[Sequence[int]]) -> list[Range]:
@@ -91,14 +92,11 @@ def type_counts(inst: np.ndarray, type_map: np.ndarray, num_types: int) -> tuple
 
     Returns:
         ``(pixels, instances)``, each ``(T+1,)`` int64. ``instances[k]`` counts instances whose
-        majority type is ``k`` (``k = 0``: instances lying on untyped pixels).
+        majority type is ``k`` by :func:`~synthaug.conditions.instance_type_votes` (background
+        pixels do not vote; ``k = 0``: instances without a typed pixel).
     """
     pixels = np.bincount(type_map.ravel(), minlength=num_types + 1).astype(np.int64)
-    fg = inst > 0
-    ids, compact = np.unique(inst[fg], return_inverse=True)
-    # (instance, type) co-occurrence in one bincount, then the majority type per instance.
-    votes = np.bincount(compact * (num_types + 1) + type_map[fg], minlength=len(ids) * (num_types + 1))
-    majority = votes.reshape(len(ids), num_types + 1).argmax(axis=1)
+    _, majority = instance_type_votes(inst, type_map)
     instances = np.bincount(majority, minlength=num_types + 1).astype(np.int64)
     return pixels, instances
 
@@ -332,7 +330,8 @@ class SyntheticCache:
                     f"cache {self.url!r} is corrupted: array {name!r} has shape {self._arrays[name].shape}, "
                     f"expected (N, {', '.join(map(str, tail))}) from the header."
                 )
-        top = self.committed_ranges()[-1][1] if self.committed_ranges() else 0
+        committed = self.committed_ranges()
+        top = committed[-1][1] if committed else 0
         if top > self.capacity:
             short = [n for n, a in self._arrays.items() if a.shape[0] < top]
             raise CacheIntegrityError(

@@ -170,13 +170,20 @@ def test_meta_is_stored_as_json_not_pickle(tmp_path: Path):
     assert json.loads(stored.item()) == _batch(1, seed=9)["meta"][0]
 
 
-def test_type_counts_uses_the_majority_type_per_instance():
-    inst = np.array([[1, 1, 1, 0], [2, 2, 0, 0]], np.int32)
+def test_type_counts_uses_the_package_wide_instance_type_vote():
+    from synthaug.augment._paste import paste_instances  # noqa: F401 - pastes by the same vote
+    from synthaug.conditions import instance_types_from_type_map
+    from synthaug.metrics import instance_classes
+
+    inst = np.array([[1, 1, 1, 0], [2, 2, 3, 3]], np.int32)
     types = np.array([[2, 2, 1, 0], [0, 3, 0, 0]], np.uint8)
     pixels, instances = type_counts(inst, types, 3)
     np.testing.assert_array_equal(pixels, [4, 1, 2, 1])
-    # instance 1 -> type 2 (2 of 3 pixels); instance 2 ties 0/3 -> argmax picks the first (0)
-    np.testing.assert_array_equal(instances, [1, 0, 1, 0])
+    # 1 -> type 2 (2 of 3 pixels); 2 -> type 3 (its one typed pixel: background does not vote);
+    # 3 -> 0 (no typed pixel). The conditions, the metrics and the cache agree.
+    np.testing.assert_array_equal(instances, [1, 0, 1, 1])
+    assert instance_types_from_type_map(inst, types) == {1: 2, 2: 3, 3: 0}
+    assert instance_classes(inst, types)[1].tolist() == [2, 3, 0]
 
 
 def test_merge_ranges_unions_overlapping_and_touching_ranges():
