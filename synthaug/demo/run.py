@@ -288,7 +288,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
             size=NUCLEUS_SCALE,
         )
     else:
-        base = RealMaskSource(list(split.train), edits=("dihedral", "elastic"), seed=config.seed)
+        base = RealMaskSource(list(split.train), edits=("dihedral", "elastic"), seed=config.seed, split=split)
     source = TargetedMaskSource(base, policy, seed=config.seed)
     cache = generate_to_cache(
         pipeline,

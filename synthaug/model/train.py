@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from synthaug._validation import check_choice, check_probability
 from synthaug.conditions import ConditionLayout
-from synthaug.data import Sample
+from synthaug.data import BenchmarkSplit, Sample
 from synthaug.model._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from synthaug.model._reporting import GridMaker, read_loss_log, save_loss_curve
 from synthaug.model.dataset import MSDMTrainDataset, mask_available, worker_init_fn
@@ -366,7 +366,11 @@ def _data_summary(samples: Sequence[Sample], texts: Sequence[str]) -> dict:
 
 
 def train_msdm(
-    config: TrainConfig, samples: Sequence[Sample], *, text_cache: TextEmbeddingCache | None = None
+    config: TrainConfig,
+    samples: Sequence[Sample],
+    *,
+    text_cache: TextEmbeddingCache | None = None,
+    split: BenchmarkSplit | None = None,
 ) -> Path:
     """Train an MSDM from scratch (or resume) and export it.
 
@@ -375,6 +379,8 @@ def train_msdm(
         samples: training samples (instance-level, or label-level with ``inst`` all zero).
         text_cache: a prepared text cache (e.g. loaded from a file so BERT need not be present);
             default: a new ``TextEmbeddingCache(config.text_encoder)``.
+        split: the benchmark split ``samples`` come from; every sample must then be one of its
+            training samples (``BenchmarkSplit.check_training_only``), so no held-out tile trains it.
 
     Returns:
         ``config.output_dir``, holding ``model/`` (EMA weights), ``scheduler/``, ``text_cache/`` and
@@ -394,6 +400,8 @@ def train_msdm(
             f"`resolution` {config.resolution} must be a multiple of {factor} "
             f"for model size {config.model_size!r}."
         )
+    if split is not None:
+        split.check_training_only(samples, purpose="MSDM training")
     out = config.output_dir
     if not config.resume:
         check_new_run_folder(out)

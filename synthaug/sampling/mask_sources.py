@@ -29,6 +29,7 @@ from skimage.transform import warp
 from synthaug._validation import check_rgb_image
 from synthaug.data.layouts import Layout, generate_layout, resolve_type_id, sanitize_instances
 from synthaug.data.record import Sample
+from synthaug.data.splits import BenchmarkSplit
 
 Edit = Callable[[Layout, np.random.Generator], Layout]
 
@@ -115,10 +116,12 @@ class RealMaskSource(IndexedMaskSource):
         size: ``(height, width)`` of the output; crops larger masks at a random position.
         seed: base seed.
         name: recorded as each record's ``source``.
+        split: the benchmark split the samples come from; each must then be one of its training
+            samples (``BenchmarkSplit.check_training_only``), so no held-out mask is reused.
 
     Raises:
-        TypeError, ValueError: for empty or wrongly typed ``samples``, unknown edit names, or a
-            ``size`` larger than some sample.
+        TypeError, ValueError: for empty or wrongly typed ``samples``, unknown edit names, a
+            ``size`` larger than some sample, or samples outside ``split.train``.
     """
 
     def __init__(
@@ -129,11 +132,16 @@ class RealMaskSource(IndexedMaskSource):
         size: tuple[int, int] | None = None,
         seed: int = 0,
         name: str = "real",
+        split: BenchmarkSplit | None = None,
     ):
         if not isinstance(samples, Sequence) or not samples:
             raise ValueError("`samples` must be a non-empty sequence of Sample or Layout records.")
         if not all(isinstance(s, (Sample, Layout)) for s in samples):
             raise TypeError("`samples` must contain synthaug.data.Sample or Layout records only.")
+        if split is not None:
+            if not all(isinstance(s, Sample) for s in samples):
+                raise TypeError("with `split`, pass the split's Sample records (a Layout has no image).")
+            split.check_training_only(samples, purpose="a mask source")
         self.layouts = [s if isinstance(s, Layout) else Layout.from_sample(s) for s in samples]
         # Checked once here, kept as the caller's arrays (no float copy): colour is measured per draw.
         self.images = [s.image if isinstance(s, Sample) else None for s in samples]

@@ -144,3 +144,17 @@ def test_manifest_round_trip_and_tamper_detection(tmp_path):
     ]
     with pytest.raises(ValueError, match="differ from the manifest"):
         BenchmarkSplit.from_manifest(path, tampered)
+
+
+def test_the_leakage_guard_runs_in_the_mask_source_and_in_generator_training(tmp_path):
+    from synthaug.model import TrainConfig, train_msdm
+    from synthaug.sampling.mask_sources import RealMaskSource
+
+    split = split_by_group(pool(12, 2), test_fraction=0.25, seed=0, type_names=TYPES)
+    assert RealMaskSource(list(split.train), split=split).num_masks == len(split.train)
+    with pytest.raises(ValueError, match="a mask source"):
+        RealMaskSource([*split.train, split.test[0]], split=split)
+    config = TrainConfig(tmp_path / "run", resolution=32, steps=1, model_size="tiny")
+    with pytest.raises(ValueError, match="MSDM training"):
+        train_msdm(config, [*split.train, split.test[0]], split=split)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
