@@ -59,6 +59,8 @@ def _layout_at(source: LayoutSource, index: int) -> dict[str, Any]:
     ``.image`` to measure colour from) or a tuple ``(inst, types, inst_types, meta[, colour])``.
     """
     if isinstance(source, Sequence):  # a plain list of layouts: cycle through it
+        if not len(source):
+            raise ValueError("`mask_source` is an empty sequence; pass at least one layout or a MaskSource.")
         item = source[index % len(source)]
     else:  # a MaskSource (endless, item i depends on (seed, i)) or a callable
         item = source[index] if hasattr(source, "__getitem__") else source(index)

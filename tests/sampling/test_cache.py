@@ -338,3 +338,18 @@ def test_cache_verify_lists_every_bad_sample(local_store: str, capsys):
     assert main(["cache", "verify", local_store]) == 1
     out = capsys.readouterr().out
     assert "sample 1:" in out and "4 bad sample(s)" in out
+
+
+def test_an_edited_array_shape_or_a_truncated_header_is_a_clear_error(local_store: str):
+    from synthaug.sampling.cache import CacheIntegrityError
+
+    meta = Path(local_store, "inst", "zarr.json")
+    doc = json.loads(meta.read_text())
+    doc["shape"] = [6, H, W + 1]
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(CacheIntegrityError, match="array 'inst' has shape"):
+        SyntheticCache.open(local_store)
+    root = Path(local_store, "zarr.json")
+    root.write_text(root.read_text()[:40])  # truncated JSON
+    with pytest.raises(ValueError, match="could not be opened as a zarr v3 group"):
+        SyntheticCache.open(local_store)

@@ -154,3 +154,10 @@ def test_refuses_another_models_store_and_unrequested_overwrite(pipeline, masks,
     pipe = type(pipeline)(other, pipeline.scheduler, None)
     with pytest.raises(ValueError, match=rf"written by model '{model_hash(tiny_model)}' but model"):
         _generate(pipe, masks, reference.url)
+
+
+def test_an_empty_mask_source_is_refused_before_a_store_exists(pipeline, tmp_path):
+    url = str(tmp_path / "never.zarr")
+    with pytest.raises(ValueError, match="`mask_source` is an empty sequence"):
+        _generate(pipeline, [], url)
+    assert not (tmp_path / "never.zarr").exists()
