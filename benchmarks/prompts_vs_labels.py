@@ -49,6 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download: every mode
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import device_description, git_commit, write_json  # noqa: E402
+from _pcam_eval import score  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "pcam_ai4all_subset"
@@ -80,7 +81,7 @@ class Budget:
 
 
 QUICK = Budget(32, 32, 100, 50, 200, 8, 5e-4, "tiny", None, 100, 10, 6, (2, 12), "bic", 100, 1)
-FULL = Budget(96, 64, 1000, 250, 800, 16, 2e-4, "cpu", "consep", 400, 15, None, (2, 40), "bic", 800, 3)
+FULL = Budget(96, 64, 1000, 250, 800, 16, 2e-4, "cpu", "consep", 400, 15, None, (2, 40), "bic", 200, 3)
 
 
 def load_patches(data: Path, split: str, per_label: int, size: int, seed: int) -> list:
@@ -289,8 +290,6 @@ def run(args: argparse.Namespace, budget: Budget, work: Path) -> int:
         name: sample_arm(name, [datasets[name][i].meta for i in draw], budget, work, args.seed)
         for name in ARMS
     }
-    from _pcam_eval import score
-
     train_summaries = {name: json.loads((work / name / "training_summary.json").read_text()) for name in ARMS}
     result, summary = score(
         args=args,

@@ -63,6 +63,26 @@ def test_fidelity_benchmark_quick(tmp_path, consep_root):
     assert (out / "grid.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_prompts_vs_labels_quick_runs_the_whole_protocol_and_resumes(tmp_path, pcam_root):
+    bench = _load("prompts_vs_labels")
+    work, out = tmp_path / "work", tmp_path / "out"
+    argv = ["--quick", "--data", str(pcam_root), "--work-dir", str(work), "--out", str(out), "--steps", "2"]
+    assert bench.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert isinstance(summary["num_groups"], int) and summary["num_groups"] == 6
+    record = json.loads((out / "prompts_vs_labels.json").read_text())
+    assert record["mode"].startswith("quick") and record["distinct prompts"]["label-only"] == 2
+    assert {"coverage_pca.png", "grid_label-only.png", "grid_morphology.png"} <= set(record["figures"])
+    chunks = sorted((work / "samples" / "morphology").glob("*.npy"))
+    assert chunks and all(c.stat().st_size > 0 for c in chunks)
+    # a second invocation reuses the prompter, the finished runs and the sampled chunks
+    before = {c: c.stat().st_mtime_ns for c in chunks}
+    assert bench.main(argv) == 0
+    assert {c: c.stat().st_mtime_ns for c in chunks} == before
+
+
 def test_paired_kid_bootstrap_matches_torchmetrics_kid_on_whole_sets_and_ranks_a_shift():
     sys.path.insert(0, str(BENCHMARKS))
     try:

@@ -104,7 +104,7 @@ def test_output_types_agree(pipeline, masks):
     [
         ({"inst": np.zeros((15, 15), np.int32)}, r"divisible by \d+ but are 15x15"),
         ({"guidance": {"style": 2.0}}, r"`guidance` keys must be among"),
-        ({"guidance": {"text": -1}}, r"`guidance\['text'\]` must be a number >= 0, got -1"),
+        ({"guidance": {"text": -1}}, r"`guidance\['text'\]` must be a finite number >= 0, got -1"),
         ({"num_inference_steps": 0}, "`num_inference_steps` has to be a positive integer but is 0"),
         ({"output_type": "jpg"}, "`output_type` must be one of"),
         ({"generator": [torch.Generator()] * 2}, "list of 2 but 1 masks"),
