@@ -92,3 +92,12 @@ def check_probability(value: Any, name: str) -> float:
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"`{name}` must lie in [0, 1], got {value}.")
     return float(value)
+
+
+def default_device(device: Any = None) -> Any:
+    """The device to run on: ``device`` when given, else CUDA when torch sees a GPU, else CPU."""
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "sample": "synthaug.cli.sample",
     "data": "synthaug.cli.data",
     "cache": "synthaug.cli.cache",
+    "segment": "synthaug.cli.segment",
 }
 
 

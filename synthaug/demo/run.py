@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from synthaug._validation import default_device
 from synthaug._version import __version__
 from synthaug.conditions import ConditionLayout, colour_stats, compute_hv_maps
 from synthaug.data import BenchmarkSplit, Sample, count_instances, open_dataset, tile_samples
@@ -127,7 +128,7 @@ def _resolve_device(device: str | None) -> str:
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("`device` is 'cuda' but torch sees no GPU; use --device cpu.")
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return str(default_device(device))
 
 
 def _renamed(samples: list[Sample], prefix: str) -> list[Sample]:

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from synthaug._validation import default_device
+
 EFFICIENTNET_LITE0 = "efficientnet-lite0"
 _EFFNET_FILE = "efficientnet-lite0-57934424.pth"
 _INCEPTION_PREFIXES = ("pt_inception-2015-12-05", "weights-inception-2015-12-05")
@@ -35,12 +37,6 @@ _INCEPTION_PREFIXES = ("pt_inception-2015-12-05", "weights-inception-2015-12-05"
 # these; with 0.5/0.5 `rocket` comes out as a drilling platform.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _default_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class FeatureExtractor(nn.Module):
@@ -303,7 +299,7 @@ def load_feature_extractor(
             "'pt_inception-2015-12-05*.pth' weights file (standard FID), nor a local timm model folder. "
             "Nothing is downloaded: point to a file or folder on disk."
         )
-    return extractor.to(_default_device(device))
+    return extractor.to(default_device(device))
 
 
 def extract_features(

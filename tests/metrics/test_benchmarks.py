@@ -25,25 +25,32 @@ def _load(name: str):
 
 
 @pytest.mark.slow
-def test_dice_benchmark_quick_on_toy_data(tmp_path):
+def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path):
     bench = _load("dice_with_synthesis")
-    out = tmp_path / "dice"
-    argv = ["--quick", "--data", str(tmp_path / "absent"), "--out", str(out), "--seeds", "2", "--steps", "2"]
-    argv += ["--num-synthetic", "8"]
-    assert bench.main(argv) == 0
+    out, work = tmp_path / "dice", tmp_path / "work"
+    argv = ["--quick", "--data", str(tmp_path / "absent"), "--out", str(out), "--work-dir", str(work)]
+    assert bench.main([*argv, "--seeds", "2"]) == 0
     record = json.loads((out / "results.json").read_text())
     assert record["smoke_test"] is True and "SMOKE TEST" in record["note"]
-    arms = {"real", "real + synth", "real + synth (targeted)", "real 25%", "real 25% + synth"}
-    assert set(record["summary_mean_std"]) == arms
-    assert set(record["vs_real_only"]) == arms - {"real", "real 25%"}
-    assert record["vs_real_only"]["real 25% + synth"]["baseline"] == "real 25%"
-    assert record["num_train"]["real 25%"] < record["num_train"]["real"]
-    assert record["synthetic_share_of_draws"]["real"] == 0.0
-    assert record["synthetic_share_of_draws"]["real + synth"] > 0.0
-    mean, _ = record["summary_mean_std"]["real"]["Dice nuclei (foreground)"]
-    assert 0.0 <= mean <= 1.0
-    assert len(record["per_seed"]["real"]) == 2
-    assert (out / "dice.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == set(bench.ARMS)
+    assert set(summary["real10+targeted"]) == set(bench.METRICS)
+    assert summary["real100"]["PQ"]["n"] == 2 and 0.0 <= summary["real100"]["PQ"]["mean"] <= 1.0
+    assert set(record["vs_real_only"]) == set(bench.TWIN)
+    assert record["vs_real_only"]["real10+targeted"]["baseline"] == "real10"
+    assert record["num_train"]["10"] < record["num_train"]["100"]
+    shares = {(r["arm"], r["seed"]): r["synthetic_fraction"] for r in record["runs"]}
+    assert shares[("real100", 0)] == 0.0 and shares[("real10+targeted", 0)] > 0.0
+    # every arm trains on its own split: real100 and real10 see different tiles
+    assert {r["num_train"] for r in record["runs"] if r["arm"] == "real10"} == {record["num_train"]["10"]}
+    assert {r["num_train"] for r in record["runs"] if r["arm"] == "real100"} == {record["num_train"]["100"]}
+    assert (out / "scores.png").stat().st_size > 10_000 and (out / "predictions.png").stat().st_size > 10_000
+    # a third seed reuses the ten finished runs and adds five
+    finished = {p: p.stat().st_mtime_ns for p in work.glob("runs/*/seed*/result.json")}
+    assert len(finished) == 10
+    assert bench.main([*argv, "--seeds", "3"]) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
+    assert json.loads((out / "summary.json").read_text())["real100"]["PQ"]["n"] == 3
 
 
 @pytest.mark.slow
@@ -160,12 +167,24 @@ def test_prompts_vs_labels_scoring_writes_the_summary_keys_and_figures(tmp_path)
     }
     args = argparse.Namespace(out=tmp_path, seed=0)
     result, summary = score(
-        args=args, budget=budget, train=train, test=test, draw=draw, synthetic=synthetic,
-        prompts=prompts, prompter_info={"k": 3},
+        args=args,
+        budget=budget,
+        train=train,
+        test=test,
+        draw=draw,
+        synthetic=synthetic,
+        prompts=prompts,
+        prompter_info={"k": 3},
     )
     assert set(summary) == {
-        "KID_label_only", "KID_morphology", "KID_spread", "KID_floor",
-        "AUC_label_only", "AUC_morphology", "AUC_real", "num_groups",
+        "KID_label_only",
+        "KID_morphology",
+        "KID_spread",
+        "KID_floor",
+        "AUC_label_only",
+        "AUC_morphology",
+        "AUC_real",
+        "num_groups",
     }
     assert summary["num_groups"] == 3 and summary["KID_spread"] > 0
     assert all(0.0 <= summary[k] <= 1.0 for k in ("AUC_label_only", "AUC_morphology", "AUC_real"))

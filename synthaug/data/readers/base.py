@@ -18,6 +18,10 @@ _R = TypeVar("_R", bound="type[DatasetReader]")
 _PROGRESS_MIN_FILES = 50
 
 
+#: The vocabulary of a dataset without nucleus types: every nucleus is class 1.
+UNTYPED: dict[int, str] = {1: "nucleus"}
+
+
 class DatasetReader(ABC):
     """Reads one dataset, as its authors distribute it, into :class:`~synthaug.data.Sample` records.
 
@@ -50,6 +54,11 @@ class DatasetReader(ABC):
     # a class attribute for fixed vocabularies; FolderReader sets it per instance from classes.json
     type_names: dict[int, str] = {}
     type_aliases: ClassVar[dict[str, int]] = {}
+    @property
+    def has_types(self) -> bool:
+        """False for a dataset whose masks carry no nucleus types (its one class is ``UNTYPED``)."""
+        return dict(self.type_names) != UNTYPED
+
     #: True for catch-all readers that :func:`open_dataset` tries only when no specific one matches.
     generic: ClassVar[bool] = False
     #: What :meth:`detect` looks for, quoted when auto-detection fails.

@@ -1,0 +1,97 @@
+"""Figures and the printed table of ``dice_with_synthesis.py`` (matplotlib ``Figure``s, no pyplot state)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+BAR_METRICS = ("PQ", "mPQ", "F1_detection", "F1_other", "F1_inflammatory", "F1_epithelial", "F1_spindle")
+
+
+def plot_scores(summary: Mapping, per_arm: Mapping, *, title: str):
+    """Bars of PQ / mPQ / detection and per-type F1 per arm (mean), seeds as dots, std as error bars."""
+    from matplotlib.figure import Figure
+
+    metrics = [m for m in BAR_METRICS if any(m in row for row in summary.values())]
+    arms = list(summary)
+    fig = Figure(figsize=(max(9, 1.2 * len(metrics) * max(1, len(arms)) / 3), 4.6))
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(arms))
+    x = np.arange(len(metrics))
+    colours = ["#4c72b0", "#8fb3e0", "#dd8452", "#f2c14e", "#c44e52"]
+    for i, arm in enumerate(arms):
+        offset = x + (i - (len(arms) - 1) / 2) * width
+        means = [summary[arm].get(m, {}).get("mean", np.nan) for m in metrics]
+        stds = [summary[arm].get(m, {}).get("std", 0.0) for m in metrics]
+        n = summary[arm][metrics[0]]["n"]
+        ax.bar(
+            offset,
+            np.nan_to_num(means),
+            width,
+            yerr=np.nan_to_num(stds),
+            capsize=2,
+            color=colours[i % len(colours)],
+            label=f"{arm} (n={n})",
+        )
+        for j, m in enumerate(metrics):
+            seeds = [r["metrics"].get(m, np.nan) for r in per_arm[arm]]
+            ax.plot([offset[j]] * len(seeds), seeds, "k.", ms=2.5)
+    ax.set_xticks(x, [m.replace("F1_", "F1 ") for m in metrics], rotation=15)
+    ax.set_ylabel("CoNSeP test (mean, std over seeds; dots = seeds)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, ncol=3, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def _overlay(image: np.ndarray, inst: np.ndarray, types: np.ndarray) -> np.ndarray:
+    """The image with each nucleus' boundary drawn in its type's colour."""
+    from skimage.segmentation import find_boundaries
+
+    palette = np.array([[0, 0, 0], [255, 255, 0], [255, 0, 0], [0, 200, 0], [0, 120, 255]], np.uint8)
+    out = image.copy()
+    edge = find_boundaries(inst, mode="inner")
+    out[edge] = palette[np.clip(types[edge], 0, len(palette) - 1)]
+    return out
+
+
+def plot_predictions(sample, arms: Mapping[str, np.ndarray], type_names: Mapping[int, str]):
+    """A test patch, its truth and each arm's seed-0 prediction, outlines coloured by type."""
+    from matplotlib.figure import Figure
+
+    panels = [("image", sample.image), ("truth", _overlay(sample.image, sample.inst, sample.types))]
+    panels += [(arm, _overlay(sample.image, pred[0], pred[1])) for arm, pred in arms.items()]
+    fig = Figure(figsize=(2.6 * len(panels), 3.0))
+    for i, (name, picture) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.imshow(picture)
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    legend = ", ".join(
+        f"{n}: {c}"
+        for n, c in zip(
+            [type_names.get(k, str(k)) for k in sorted(type_names)], ("yellow", "red", "green", "blue")
+        )
+    )
+    fig.suptitle(f"{sample.name} - outlines by type ({legend})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def print_table(summary: Mapping, comparisons: Mapping) -> None:
+    if not summary:
+        print("no finished runs yet")
+        return
+    metrics = [m for m in next(iter(summary.values()))]
+    print("\n| arm | n | " + " | ".join(metrics) + " |\n|" + "---|" * (len(metrics) + 2))
+    for arm, row in summary.items():
+        cells = []
+        for m in metrics:
+            cell = f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}"
+            if arm in comparisons and m in comparisons[arm]:
+                cell += f" ({comparisons[arm][m]['diff_mean']:+.3f})"
+            cells.append(cell)
+        print(f"| {arm} | {row[metrics[0]]['n']} | " + " | ".join(cells) + " |")
+    print("(in brackets: mean paired difference to the arm's real-only twin over shared seeds)")

@@ -1,0 +1,336 @@
+"""Training a :class:`NucleiSegmenter`: HoVer-Net's targets after geometry, its losses, a resumable loop.
+
+One training draw is a MONAI dictionary (``Sample.to_dict()``) that goes through
+
+1. a random crop to ``crop`` pixels (skipped when the sample already has that size);
+2. ``synthetic`` (a ``SyntheticAugment``), when given: with its ``prob`` the crop is swapped for a
+   cached synthetic pair, so real and synthetic draws meet the same geometry and targets;
+3. flips and 90-degree turns (one draw for image and masks), mild contrast and blur on the image;
+4. HV maps recomputed from the *transformed* instance mask (``HVMapsd``): a flip changes their sign,
+   so they cannot be computed once up front;
+5. targets: NP one-hot (nucleus / background), HV, TP one-hot (background + types).
+
+The loss is MONAI's ``HoVerNetLoss`` (NP: CE + Dice, HV: MSE + MSE of Sobel gradients inside
+nuclei, TP: CE + Dice), the optimiser AdamW with a one-cycle schedule. Every ``checkpoint_every``
+steps the weights, optimiser and schedule are written as safetensors + JSON; a killed run called
+again with the same ``output_dir`` continues from there (the augmentation stream after a resume is
+re-seeded from ``seed`` and the step, so it is reproducible but not the uninterrupted one).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from synthaug.data import NucleiDataset, Sample
+from synthaug.segment.model import HV, NP, TP, NucleiSegmenter, SegmenterConfig
+
+CHECKPOINT_DIR = "checkpoint"
+HISTORY_NAME = "training_history.json"
+
+
+@dataclass
+class SegmenterTrainingConfig:
+    """Hyper-parameters of one segmenter run (recorded next to the weights).
+
+    Attributes:
+        steps: optimiser steps; batches are drawn with replacement by a sampler seeded from ``seed``.
+        batch_size: crops per step.
+        crop: training crop side in pixels (divisible by 32).
+        lr: peak learning rate of the one-cycle schedule.
+        weight_decay: AdamW weight decay.
+        seed: seeds the initial weights, the batch order and the augmentations.
+        checkpoint_every: steps between resumable checkpoints (0: none).
+        model: the network (encoder, decoder widths, whether the encoder is pretrained).
+    """
+
+    steps: int = 2000
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    checkpoint_every: int = 250
+    model: SegmenterConfig = field(default_factory=SegmenterConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = SegmenterConfig(**self.model)
+        for name in ("steps", "batch_size", "crop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.crop % 32:
+            raise ValueError(f"`crop` must be divisible by 32 (five encoder strides), got {self.crop}.")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"`lr` must be a positive number, got {self.lr!r}.")
+        if (
+            isinstance(self.checkpoint_every, bool)
+            or not isinstance(self.checkpoint_every, int)
+            or (self.checkpoint_every < 0)
+        ):
+            raise ValueError(f"`checkpoint_every` must be an integer >= 0, got {self.checkpoint_every!r}.")
+
+
+@dataclass
+class TrainingHistory:
+    """Per-step losses and what the draws were made of."""
+
+    losses: list[float] = field(default_factory=list)
+    draws: int = 0
+    synthetic_draws: int = 0
+    seconds: float = 0.0
+
+    @property
+    def synthetic_fraction(self) -> float:
+        """Share of the training draws that were synthetic pairs."""
+        return self.synthetic_draws / max(1, self.draws)
+
+
+def training_transform(crop: int, synthetic: Callable | None = None, *, seed: int = 0) -> Callable:
+    """The dictionary transform of one training draw (steps 1-4 of the module docstring)."""
+    from monai.transforms import (
+        Compose,
+        RandAdjustContrastd,
+        RandFlipd,
+        RandGaussianSmoothd,
+        RandRotate90d,
+        RandSpatialCropd,
+    )
+
+    from synthaug.augment import HVMapsd
+
+    keys = ("image", "label", "inst")
+    transforms = [RandSpatialCropd(keys, roi_size=(crop, crop), random_size=False)]
+    transforms += [synthetic] if synthetic is not None else []
+    transforms += [
+        RandFlipd(keys, prob=0.5, spatial_axis=0),
+        RandFlipd(keys, prob=0.5, spatial_axis=1),
+        RandRotate90d(keys, prob=0.5),
+        RandAdjustContrastd("image", prob=0.3, gamma=(0.8, 1.25)),
+        RandGaussianSmoothd("image", prob=0.2, sigma_x=(0.1, 1.0), sigma_y=(0.1, 1.0)),
+        HVMapsd("inst", new_key_prefix="hv_"),
+    ]
+    return Compose(transforms).set_random_state(seed)
+
+
+def collate_targets(items: list[dict], num_types: int) -> dict[str, torch.Tensor]:
+    """Stack draws into images and HoVer-Net targets (one-hot NP/TP, float HV)."""
+    image = torch.stack([torch.as_tensor(np.asarray(i["image"]), dtype=torch.float32) for i in items])
+    inst = torch.stack([torch.as_tensor(np.asarray(i["inst"])[0], dtype=torch.int64) for i in items])
+    batch = {
+        "image": image,
+        NP: torch.nn.functional.one_hot((inst > 0).long(), 2).permute(0, 3, 1, 2).float(),
+        HV: torch.stack([torch.as_tensor(np.asarray(i["hv_inst"]), dtype=torch.float32) for i in items]),
+        "is_synthetic": torch.as_tensor([bool(i.get("is_synthetic", False)) for i in items]),
+    }
+    if num_types:
+        label = torch.stack([torch.as_tensor(np.asarray(i["label"])[0], dtype=torch.int64) for i in items])
+        label = torch.where(inst > 0, label.clamp(0, num_types), 0)  # a type only where a nucleus is
+        batch[TP] = torch.nn.functional.one_hot(label, num_types + 1).permute(0, 3, 1, 2).float()
+    return batch
+
+
+def train_segmenter(
+    train: Sequence[Sample],
+    config: SegmenterTrainingConfig,
+    *,
+    output_dir: str | Path | None = None,
+    synthetic: Callable | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "segmenter",
+) -> tuple[NucleiSegmenter, TrainingHistory]:
+    """Train a HoVer-Net-style segmenter on ``train`` (and ``synthetic`` draws, when given).
+
+    Args:
+        train: real training samples, each at least ``config.crop`` pixels on a side.
+        config: the run's hyper-parameters; ``config.model.type_names`` sets the TP head.
+        output_dir: where checkpoints, the final model (``model/``), ``training_history.json`` and
+            ``loss.png`` go; ``None`` keeps everything in memory. A folder holding a finished model
+            is refused (nothing is overwritten); one holding a checkpoint of the same config resumes.
+        synthetic: a dictionary transform that swaps draws for synthetic pairs (``SyntheticAugment``;
+            its cache tiles must be at least ``config.crop`` pixels).
+        device: torch device.
+        progress: show a tqdm bar.
+        desc: the bar's label.
+
+    Returns:
+        The trained model (eval mode) and its :class:`TrainingHistory`.
+
+    Raises:
+        ValueError: on an empty or too-small ``train``, or an ``output_dir`` with a finished model or
+            a checkpoint of another configuration.
+    """
+    from monai.apps.pathology.losses import HoVerNetLoss
+
+    samples = _check_train(train, config.crop)
+    out = Path(output_dir) if output_dir is not None else None
+    start, resume_state = 0, None
+    if out is not None:
+        start, resume_state = _prepare_output(out, config)
+    # The initial weights come from the seed alone (a fresh CPU generator would not seed the heads).
+    torch.manual_seed(config.seed)
+    model = NucleiSegmenter(config.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps)
+    history = TrainingHistory()
+    if resume_state is not None:
+        history = _restore(out / CHECKPOINT_DIR, model, optimizer, schedule, device)
+    dataset = NucleiDataset(
+        samples, transform=training_transform(config.crop, synthetic, seed=config.seed + start)
+    )
+    order = torch.randint(
+        len(samples),
+        (config.steps * config.batch_size,),
+        generator=torch.Generator().manual_seed(config.seed),
+    )[start * config.batch_size :]
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=order.tolist(),
+        collate_fn=lambda items: collate_targets(items, config.model.num_types),
+    )
+    loss_fn = HoVerNetLoss()
+    began = time.time() - history.seconds
+    model.train()
+    step = start
+    bar = tqdm(loader, total=config.steps, initial=start, desc=desc, unit="step", disable=not progress)
+    for batch in bar:
+        predictions = model(batch["image"].to(device))
+        targets = {k: batch[k].to(device) for k in (NP, HV, TP) if k in batch}
+        loss = loss_fn(predictions, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        step += 1
+        history.losses.append(float(loss.item()))
+        history.draws += len(batch["is_synthetic"])
+        history.synthetic_draws += int(batch["is_synthetic"].sum())
+        bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
+        if (
+            out is not None
+            and config.checkpoint_every
+            and step % config.checkpoint_every == 0
+            and step < config.steps
+        ):
+            history.seconds = time.time() - began
+            _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, schedule, history, config, step)
+    history.seconds = time.time() - began
+    model.eval()
+    if out is not None:
+        _finish(out, model, history, config)
+    return model, history
+
+
+def _check_train(train: Sequence[Sample], crop: int) -> list[Sample]:
+    if not isinstance(train, Sequence) or isinstance(train, (str, bytes)) or not train:
+        raise ValueError("`train` must be a non-empty sequence of Sample records.")
+    if not all(isinstance(s, Sample) for s in train):
+        raise TypeError("`train` must contain synthaug.data.Sample records.")
+    small = [s.name for s in train if min(s.shape) < crop]
+    if small:
+        raise ValueError(
+            f"{len(small)} training samples (e.g. {small[0]!r}) are smaller than `crop`={crop}; "
+            "pass a smaller crop or larger tiles."
+        )
+    return list(train)
+
+
+def _prepare_output(out: Path, config: SegmenterTrainingConfig) -> tuple[int, dict | None]:
+    if (out / "model").is_dir():
+        raise ValueError(
+            f"{out} already holds a trained segmenter (model/); choose a new output folder "
+            "(nothing is overwritten)."
+        )
+    state_file = out / CHECKPOINT_DIR / "state.json"
+    if not state_file.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        return 0, None
+    state = json.loads(state_file.read_text())
+    if state["config"] != _jsonable(config):
+        raise ValueError(
+            f"{out} holds a checkpoint of another configuration ({state['config']}); "
+            "resume with the same settings or choose a new folder."
+        )
+    return int(state["step"]), state
+
+
+def _jsonable(config: SegmenterTrainingConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))
+
+
+def _save_checkpoint(path: Path, model, optimizer, schedule, history, config, step: int) -> None:
+    """Weights and AdamW moments as safetensors; step, schedule, param groups and history as JSON."""
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, slots in opt["state"].items():
+        for name, value in slots.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    save_file(tensors, path / ".tensors.tmp")
+    state = {
+        "step": step,
+        "config": _jsonable(config),
+        "param_groups": opt["param_groups"],
+        "schedule": schedule.state_dict(),
+        "history": asdict(history),
+    }
+    (path / ".state.tmp").write_text(json.dumps(state))
+    # Tensors first, then the JSON that points at them: state.json always describes a complete pair.
+    (path / ".tensors.tmp").replace(path / "tensors.safetensors")
+    (path / ".state.tmp").replace(path / "state.json")
+
+
+def _restore(path: Path, model, optimizer, schedule, device) -> TrainingHistory:
+    tensors = load_file(path / "tensors.safetensors", device="cpu")
+    state = json.loads((path / "state.json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    slots: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            slots.setdefault(int(index), {})[name] = value.to(device) if name != "step" else value
+    optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
+    schedule.load_state_dict(state["schedule"])
+    return TrainingHistory(**state["history"])
+
+
+def _finish(out: Path, model: NucleiSegmenter, history: TrainingHistory, config) -> None:
+    model.save_pretrained(out / "model")
+    record = {
+        "config": _jsonable(config),
+        **asdict(history),
+        "synthetic_fraction": history.synthetic_fraction,
+    }
+    (out / HISTORY_NAME).write_text(json.dumps(record))
+    loss_figure(history.losses, title=f"segmenter, seed {config.seed}").savefig(out / "loss.png", dpi=110)
+
+
+def loss_figure(losses: Sequence[float], *, title: str = "segmenter"):
+    """The training loss per step and its running mean, as a matplotlib ``Figure`` (no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.add_subplot()
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, lw=0.5, alpha=0.4, label="per step")
+    if len(losses) >= 10:
+        window = max(5, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, lw=1.5, label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("HoVerNetLoss")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

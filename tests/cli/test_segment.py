@@ -1,0 +1,98 @@
+"""``synthaug segment train | evaluate | predict`` on a toy dataset folder, and their refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synthaug.cli.main import main
+from synthaug.segment import TYPE_FREE_METRICS
+from tests.data import toys
+
+FAST = ["--steps", "2", "--batch-size", "2", "--crop", "32", "--encoder", "resnet18", "--no-pretrained"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys):
+    toys.write_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["segment", "train", "--data", str(tmp_path / "data"), "--out", str(run), *FAST]) == 0
+    assert (run / "model" / "model.safetensors").is_file() and (run / "loss.png").is_file()
+    assert main(["segment", "evaluate", "--model", str(run), "--data", str(tmp_path / "data")]) == 0
+    record = json.loads((run / "evaluation_test.json").read_text())
+    assert record["split"] == "test" and record["num_samples"] == 1
+    assert {"Dice", "AJI", "PQ", "mPQ", "F1_detection", "F1_tumour", "F1_lymphocyte"} <= set(
+        record["metrics"]
+    )
+    assert "| run on test (1) |" in capsys.readouterr().out
+    image = tmp_path / "tile.png"
+    toys.write_png(image, np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8))
+    assert (
+        main(["segment", "predict", "--model", str(run), "--image", str(image), "--out", str(tmp_path / "p")])
+        == 0
+    )
+    nuclei = json.loads((tmp_path / "p" / "nuclei.json").read_text())
+    assert isinstance(nuclei["nuclei"], list)
+    assert {"inst.png", "types.png", "overlay.png"} <= {p.name for p in (tmp_path / "p").iterdir()}
+
+
+def test_a_dataset_without_types_gets_type_free_metrics(tmp_path):
+    toys.write_folder(tmp_path / "data", with_types=False)
+    (tmp_path / "data" / "classes.json").unlink()
+    run = tmp_path / "run"
+    assert main(["segment", "train", "--data", str(tmp_path / "data"), "--out", str(run), *FAST]) == 0
+    assert main(["segment", "evaluate", "--model", str(run), "--data", str(tmp_path / "data")]) == 0
+    metrics = json.loads((run / "evaluation_test.json").read_text())["metrics"]
+    assert set(metrics) == set(TYPE_FREE_METRICS)
+
+
+def test_nothing_is_overwritten_and_errors_name_the_fix(tmp_path, capsys):
+    toys.write_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["segment", "train", "--data", str(tmp_path / "data"), "--out", str(run), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["segment", "train", "--data", str(tmp_path / "data"), "--out", str(run), *FAST]) == 2
+    assert "already holds a trained segmenter" in capsys.readouterr().err
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "mine.txt").write_text("keep")
+    image = tmp_path / "tile.png"
+    toys.write_png(image, np.zeros((40, 40, 3), np.uint8))
+    assert (
+        main(["segment", "predict", "--model", str(run), "--image", str(image), "--out", str(tmp_path / "p")])
+        == 2
+    )
+    assert "is not empty" in capsys.readouterr().err and (tmp_path / "p" / "mine.txt").read_text() == "keep"
+    args = [
+        "segment",
+        "train",
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "r2"),
+        "--target-type",
+        "1",
+    ]
+    assert main(args) == 2 and "--cache STORE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "segment",
+                "train",
+                "--data",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "r3"),
+                "--steps",
+                "0",
+            ]
+        )

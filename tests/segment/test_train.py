@@ -1,0 +1,130 @@
+"""Training draws stay paired through geometry, HV targets follow the transformed mask, runs resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synthaug.augment import HVMaps
+from synthaug.data.record import Sample
+from synthaug.segment import SegmenterConfig, SegmenterTrainingConfig, load_segmenter, train_segmenter
+from synthaug.segment.model import HV, NP, TP
+from synthaug.segment.train import collate_targets, training_transform
+
+from .conftest import NAMES
+
+TINY = SegmenterConfig(NAMES, encoder="resnet18", decoder_channels=(16, 16, 16, 8, 8), pretrained=False)
+
+
+def _marked(sample: Sample) -> Sample:
+    """The image's red channel is the foreground mask, so any misalignment after geometry shows."""
+    image = sample.image.copy()
+    image[..., 0] = np.where(sample.inst > 0, 255, 0)
+    return Sample(image, sample.inst, sample.types, sample.inst_types, name=sample.name, group=sample.group)
+
+
+def test_every_draw_keeps_image_masks_and_hv_targets_aligned(samples):
+    transform = training_transform(64, seed=3)
+    for i in range(12):
+        d = transform(_marked(samples[i % len(samples)]).to_dict())
+        inst = np.asarray(d["inst"])
+        assert inst.shape == (1, 64, 64)
+        # (contrast and blur move a few edge pixels; a flip or turn that missed the mask moves half)
+        assert np.mean((np.asarray(d["image"])[0] > 0.5) != (inst[0] > 0)) < 0.01
+        # HV targets are the HV maps of the mask as it is *after* the flips and turns
+        np.testing.assert_allclose(np.asarray(d["hv_inst"]), HVMaps()(inst), atol=1e-6)
+        batch = collate_targets([d], num_types=4)
+        assert batch[NP].shape == (1, 2, 64, 64) and batch[HV].shape == (1, 2, 64, 64)
+        tp = batch[TP][0].argmax(0).numpy()
+        assert (tp[inst[0] == 0] == 0).all()  # types only inside nuclei
+        np.testing.assert_array_equal(tp[inst[0] > 0], np.asarray(d["label"])[0][inst[0] > 0])
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfter:
+    """A transform that stands in for a killed process: it raises after ``n`` draws."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, d):
+        self.n -= 1
+        if self.n < 0:
+            raise _Killed
+        return d
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_matches_its_first_steps(samples, tmp_path):
+    config = SegmenterTrainingConfig(steps=6, batch_size=2, crop=64, checkpoint_every=3, model=TINY)
+    reference, ref_history = train_segmenter(samples, config, progress=False)
+    with pytest.raises(RuntimeError, match="_KillAfter"):
+        train_segmenter(samples, config, output_dir=tmp_path, synthetic=_KillAfter(9), progress=False)
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3 and not (tmp_path / "model").exists()
+    model, history = train_segmenter(samples, config, output_dir=tmp_path, progress=False)
+    assert len(history.losses) == 6
+    np.testing.assert_allclose(history.losses[:3], ref_history.losses[:3], rtol=1e-5)
+    assert (tmp_path / "loss.png").stat().st_size > 5_000
+    record = json.loads((tmp_path / "training_history.json").read_text())
+    assert record["config"]["steps"] == 6 and len(record["losses"]) == 6
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(load_segmenter(tmp_path)(x)[NP], model(x)[NP])
+    # a finished run is never overwritten
+    with pytest.raises(ValueError, match="already holds a trained segmenter"):
+        train_segmenter(samples, config, output_dir=tmp_path, progress=False)
+
+
+def test_a_checkpoint_of_other_settings_is_refused(samples, tmp_path):
+    config = SegmenterTrainingConfig(steps=4, batch_size=2, crop=64, checkpoint_every=2, model=TINY)
+    with pytest.raises(RuntimeError, match="_KillAfter"):
+        train_segmenter(samples, config, output_dir=tmp_path, synthetic=_KillAfter(5), progress=False)
+    other = SegmenterTrainingConfig(steps=4, batch_size=2, crop=64, checkpoint_every=2, lr=5e-4, model=TINY)
+    with pytest.raises(ValueError, match="checkpoint of another configuration"):
+        train_segmenter(samples, other, output_dir=tmp_path, progress=False)
+
+
+def test_the_seed_decides_the_run(samples):
+    config = SegmenterTrainingConfig(steps=2, batch_size=2, crop=64, checkpoint_every=0, model=TINY)
+    a = train_segmenter(samples, config, progress=False)[1].losses
+    b = train_segmenter(samples, config, progress=False)[1].losses
+    c = train_segmenter(
+        samples, SegmenterTrainingConfig(steps=2, batch_size=2, crop=64, seed=1, model=TINY), progress=False
+    )[1].losses
+    assert a == b and a != c
+
+
+def test_synthetic_draws_are_counted_per_draw(samples):
+    class AllSynthetic:
+        def __call__(self, d):
+            return {**d, "is_synthetic": True}
+
+    config = SegmenterTrainingConfig(steps=2, batch_size=3, crop=64, checkpoint_every=0, model=TINY)
+    history = train_segmenter(samples, config, synthetic=AllSynthetic(), progress=False)[1]
+    assert history.draws == 6 and history.synthetic_fraction == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"crop": 100}, "`crop` must be divisible by 32"),
+        ({"steps": 0}, "`steps` must be a positive integer"),
+        ({"lr": -1.0}, "`lr` must be a positive number"),
+    ],
+)
+def test_bad_training_config_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SegmenterTrainingConfig(model=TINY, **kwargs)
+
+
+def test_tiles_smaller_than_the_crop_are_refused(samples):
+    with pytest.raises(ValueError, match="smaller than `crop`=128"):
+        train_segmenter(samples, SegmenterTrainingConfig(crop=128, model=TINY), progress=False)
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        train_segmenter([], SegmenterTrainingConfig(model=TINY), progress=False)
