@@ -1,4 +1,4 @@
-"""Helpers shared by the proof benchmarks: data, toy caches, a segmenter run, evaluation, statistics.
+"""Helpers shared by the proof benchmarks: provenance, JSON, toy caches, statistics over seeds.
 
 Benchmarks are scripts, not library code: they may seed globally (``monai.utils.set_determinism``)
 and print. Everything they measure goes through ``synthaug.metrics``.
@@ -16,9 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-
-from synthaug.data import Sample
-from synthaug.metrics.segmentation import aggregated_jaccard_index, conic_pq, dice_per_class
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,43 +82,7 @@ def build_toy_cache(url: str, *, num_samples: int, size: int, seed: int = 0, num
     return cache
 
 
-# ----------------------------------------------------------------------------------------- evaluation
-def instances_from_types(type_map: np.ndarray) -> np.ndarray:
-    """Instances of a predicted type map: 4-connected components of its foreground.
-
-    A semantic network cannot separate touching nuclei, so touching predictions merge into one
-    instance; this lowers PQ/AJI for every arm alike (the comparison stays fair, absolute PQ is
-    below what an HV-map network such as HoVer-Net reaches).
-    """
-    from skimage.measure import label
-
-    return label(type_map > 0, connectivity=1).astype(np.int32)
-
-
-def evaluate(
-    predictions: Sequence[np.ndarray], test: Sequence[Sample], type_names: Mapping[int, str]
-) -> dict[str, float]:
-    """Dice per class, foreground Dice, AJI, bPQ, mPQ and PQ per class on the test set (flat dict)."""
-    num_types = max(type_names)
-    true_types = [s.types.astype(np.int32) for s in test]
-    dice = dice_per_class(true_types, list(predictions), num_classes=num_types + 1)
-    foreground = dice_per_class(
-        [(t > 0).astype(np.int32) for t in true_types],
-        [(p > 0).astype(np.int32) for p in predictions],
-        num_classes=2,
-    )[1]
-    pred_inst = [instances_from_types(p) for p in predictions]
-    pq = conic_pq([s.inst for s in test], true_types, pred_inst, list(predictions), num_types=num_types)
-    aji = [aggregated_jaccard_index(s.inst, p) for s, p in zip(test, pred_inst)]
-    row = {f"Dice {type_names[k]}": float(dice[k]) for k in range(1, num_types + 1)}
-    row["Dice nuclei (foreground)"] = float(foreground)
-    row["mPQ"] = pq["mPQ"]
-    row["bPQ"] = pq["bPQ"]
-    row["AJI"] = float(np.nanmean(aji)) if not np.isnan(aji).all() else float("nan")
-    row.update({f"PQ {type_names[k]}": float(v["pq"]) for k, v in pq["per_class"].items()})
-    return row
-
-
+# ----------------------------------------------------------------------------------------- seed statistics
 def paired_comparison(arm: Sequence[float], base: Sequence[float]) -> dict[str, float]:
     """Mean/std of the per-seed difference and paired tests (t-test, Wilcoxon) over seeds."""
     from scipy.stats import ttest_rel, wilcoxon

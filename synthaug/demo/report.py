@@ -1,4 +1,4 @@
-"""The demo's figures (loss curves, Dice bars) and its self-contained ``report.html``."""
+"""The demo's figures (loss curves, score bars) and its self-contained ``report.html``."""
 
 from __future__ import annotations
 
@@ -49,21 +49,21 @@ def save_loss_curves(
     return path
 
 
-def save_dice_bars(path: Path, dice: Mapping[str, Mapping[str, float]], *, title: str) -> Path:
-    """Grouped bars: one group per class, one bar per run, value printed on top."""
+def save_score_bars(path: Path, scores: Mapping[str, Mapping[str, float]], *, title: str) -> Path:
+    """Grouped bars: one group per metric, one bar per run, value printed on top."""
     plt = _pyplot()
-    runs = list(dice)
-    classes = list(next(iter(dice.values())))
+    runs = list(scores)
+    classes = list(next(iter(scores.values())))
     x = np.arange(len(classes))
     width = 0.8 / max(1, len(runs))
     fig, ax = plt.subplots(figsize=(1.3 * len(classes) + 2.5, 3.4))
     for i, run in enumerate(runs):
-        vals = [dice[run].get(c, np.nan) for c in classes]
+        vals = [scores[run].get(c, np.nan) for c in classes]
         bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=run)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-    ax.set_xticks(x, classes, fontsize=8)
+    ax.set_xticks(x, [c.replace("_", " ") for c in classes], fontsize=7, rotation=20)
     ax.set_ylim(0, 1.1)
-    ax.set_ylabel("Dice")
+    ax.set_ylabel("score")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(runs), frameon=False)
     ax.grid(axis="y", alpha=0.3)

@@ -9,8 +9,9 @@ Stages (each timed, each with a progress bar):
 3. MSDM: the model shipped with synthaug (``"consep"``, trained on the CoNSeP train split; see
    its model card), or any ``synthaug train`` run folder (``--model``). The demo trains none.
 4. Sampling: pairs targeted at epithelial nuclei, written to a zarr ``SyntheticCache``.
-5. Segmentation: the same MONAI network, seed and budget, trained on real tiles alone and with
-   ``SyntheticAugment`` drawing from the cache; Dice per class on the held-out tiles.
+5. Segmentation: the same network, seed and budget, trained on real tiles alone and with
+   ``SyntheticAugment`` drawing from the cache (the HoVer-Net-style ``synthaug.segment``); Dice, AJI,
+   PQ, detection and per-type F1 on the held-out tiles.
 6. ``report.html`` with the figures, the numbers and the exact settings.
 """
 
@@ -31,7 +32,7 @@ from synthaug.conditions import ConditionLayout, colour_stats, compute_hv_maps
 from synthaug.data import BenchmarkSplit, Sample, count_instances, open_dataset, tile_samples
 from synthaug.data.layouts import NUCLEUS_TYPES
 from synthaug.data.toy import make_toy_samples
-from synthaug.demo.report import save_dice_bars, save_loss_curves, write_report
+from synthaug.demo.report import save_loss_curves, save_score_bars, write_report
 from synthaug.viz import save_pair_grid
 
 EPITHELIAL = 3  # CoNSeP's merged type 3: epithelial, the columnar cells of colon
@@ -98,14 +99,14 @@ class DemoConfig:
                 raise ValueError(f"`data` must be a dataset folder, got {str(self.data)!r} (not a folder).")
         if self.device not in (None, "cpu", "cuda"):
             raise ValueError(f"`device` must be 'cpu' or 'cuda', got {self.device!r}.")
-        if self.tile_size % 16:
-            raise ValueError(f"`tile_size` must be a multiple of 16, got {self.tile_size}.")
+        if self.tile_size % 16 or self.tile_size < 32:
+            raise ValueError(f"`tile_size` must be a multiple of 16 and at least 32, got {self.tile_size}.")
 
 
 @dataclass
 class DemoResult:
     report_path: Path
-    dice: dict[str, dict[str, float]]
+    scores: dict[str, dict[str, float]]
     seconds: dict[str, float]
 
 
@@ -216,12 +217,11 @@ def fresh_output_folder(out_dir: Path) -> Path:
 def run_demo(config: DemoConfig) -> DemoResult:
     """Run every stage and write ``report.html`` into ``config.out_dir``."""
     from synthaug.augment import SyntheticAugment
-    from synthaug.demo.segmenter import train_segmenter
-    from synthaug.metrics.segmentation import dice_per_class
     from synthaug.sampling.generate import generate_to_cache
     from synthaug.sampling.mask_sources import LayoutMaskSource, RealMaskSource
     from synthaug.sampling.pipeline import load_pipeline
     from synthaug.sampling.targeting import TargetedMaskSource, TargetingPolicy
+    from synthaug.segment import SegmenterConfig, SegmenterTrainingConfig, evaluate_segmenter, train_segmenter
 
     device = _resolve_device(config.device)
     out = fresh_output_folder(config.out_dir)
@@ -320,48 +320,41 @@ def run_demo(config: DemoConfig) -> DemoResult:
     real_share = train_counts.get(EPITHELIAL, 0) / max(1, sum(train_counts.values()))
     lap("4 sampling")
 
-    # 5. Segmentation with and without SyntheticAugment
-    common = dict(
-        num_classes=num_classes,
+    # 5. Segmentation with and without SyntheticAugment: the HoVer-Net-style segmenter, same seed and budget
+    training = SegmenterTrainingConfig(
         steps=config.seg_steps,
         batch_size=config.seg_batch_size,
+        crop=config.tile_size // 32 * 32,
         seed=config.seed,
-        device=device,
+        checkpoint_every=0,
+        model=SegmenterConfig(type_names),
+    )
+    synthetic = SyntheticAugment(
+        cache, prob=config.synthetic_prob, target_types=[EPITHELIAL], num_types=num_classes - 1, read_ahead=0
     )
     runs = {
-        "real only": train_segmenter(split.train, split.test, desc="segmenter: real only", **common),
+        "real only": train_segmenter(split.train, training, device=device, desc="segmenter: real only"),
         "real + SyntheticAugment": train_segmenter(
-            split.train,
-            split.test,
-            desc="segmenter: + synthetic",
-            synthetic=SyntheticAugment(
-                cache,
-                prob=config.synthetic_prob,
-                target_types=[EPITHELIAL],
-                num_types=num_classes - 1,
-                read_ahead=0,
-            ),
-            **common,
+            split.train, training, synthetic=synthetic, device=device, desc="segmenter: + synthetic"
         ),
     }
-    truth = [s.types.astype(np.int64) for s in split.test]
-    dice = {}
-    for name, run in runs.items():
-        scores = dice_per_class(truth, run.predictions, num_classes=num_classes)
-        dice[name] = {
-            type_names.get(k, "background"): float(scores[k])
-            for k in range(num_classes)
-        }
+    window = -(-config.tile_size // 32) * 32  # one window covers a whole test tile
+    scores = {
+        name: evaluate_segmenter(model, split.test, progress=False, roi_size=window)[0]
+        for name, (model, _) in runs.items()
+    }
     lap("5 segmentation")
 
     # 6. Report
     save_loss_curves(
         out / "segmentation_loss.png",
-        {k: r.losses for k, r in runs.items()},
-        title="Segmentation training loss (DiceCE)",
+        {k: history.losses for k, (_, history) in runs.items()},
+        title="Segmentation training loss (HoVerNetLoss)",
     )
-    save_dice_bars(out / "dice.png", dice, title="Dice per class on held-out tiles")
-    classes = list(next(iter(dice.values())))
+    save_score_bars(
+        out / "scores.png", scores, title="Held-out tiles: Dice, AJI, PQ, detection and per-type F1"
+    )
+    metrics = list(next(iter(scores.values())))
     notes = [
         f"Data: {data_kind}."
         + (
@@ -402,13 +395,18 @@ def run_demo(config: DemoConfig) -> DemoResult:
                 "Pairs read back from the zarr cache; outlines show the mask each image was painted on.",
             ),
             ("Segmentation loss", "segmentation_loss.png", "Same network, seed and budget for both runs."),
-            ("Dice per class", "dice.png", "Held-out tiles; higher is better."),
+            (
+                "Segmentation scores",
+                "scores.png",
+                "Held-out tiles; higher is better. Instances from the HV-map watershed, F1 by "
+                "HoVer-Net's centroid pairing.",
+            ),
         ],
         tables=[
             (
-                "Dice per class (held-out tiles)",
-                ["run", *classes],
-                [[name, *[dice[name][c] for c in classes]] for name in dice],
+                "Segmentation scores (held-out tiles)",
+                ["run", *metrics],
+                [[name, *[scores[name][m] for m in metrics]] for name in scores],
             )
         ],
         settings=settings,
@@ -416,16 +414,16 @@ def run_demo(config: DemoConfig) -> DemoResult:
     (out / "report.json").write_text(
         json.dumps(
             {
-                "dice": dice,
+                "scores": scores,
                 "seconds": seconds,
                 "settings": settings,
                 "epithelial_share": {"train": real_share, "synthetic": synth_share},
                 "msdm": model_card,
-                "synthetic_fraction_seen": {k: r.synthetic_fraction for k, r in runs.items()},
+                "synthetic_fraction_seen": {k: h.synthetic_fraction for k, (_, h) in runs.items()},
             },
             indent=2,
         )
     )
     lap("6 report")
     print(f"Total {sum(seconds.values()):.0f} s.")
-    return DemoResult(report, dice, seconds)
+    return DemoResult(report, scores, seconds)

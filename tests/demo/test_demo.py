@@ -24,7 +24,7 @@ def test_report_references_only_figures_that_exist(demo):
     assert {
         "conditions.png",
         "synthetic_pairs.png",
-        "dice.png",
+        "scores.png",
         "segmentation_loss.png",
     } <= set(pngs)
     for png in pngs:
@@ -32,13 +32,16 @@ def test_report_references_only_figures_that_exist(demo):
     assert "toy data" in html  # says plainly which parts ran on toy data
 
 
-def test_report_json_has_dice_for_both_runs_and_every_class(demo):
+def test_report_json_scores_both_runs_with_every_metric_and_type(demo):
     result, out = demo
     report = json.loads((out / "report.json").read_text())
-    assert set(report["dice"]) == {"real only", "real + SyntheticAugment"}
-    for scores in report["dice"].values():
-        assert set(scores) == {"background", "other", "inflammatory", "epithelial", "spindle"}
-        assert all(0.0 <= v <= 1.0 for v in scores.values() if v == v)  # nan = class absent
+    assert set(report["scores"]) == {"real only", "real + SyntheticAugment"} == set(result.scores)
+    types = ("other", "inflammatory", "epithelial", "spindle")
+    for scores in report["scores"].values():
+        assert set(scores) == {"Dice", "AJI", "PQ", "mPQ", "F1_detection", "accuracy_type"} | {
+            f"F1_{t}" for t in types
+        }
+        assert all(0.0 <= v <= 1.0 for v in scores.values() if v == v)  # nan = undefined (no nuclei)
     # the synthetic run really drew from the cache, the real-only run never did
     seen = report["synthetic_fraction_seen"]
     assert seen["real only"] == 0.0 and seen["real + SyntheticAugment"] > 0.0
