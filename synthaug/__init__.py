@@ -10,13 +10,25 @@ import importlib
 
 from synthaug._version import __version__
 
-# The diffusion stack (diffusers, transformers) is heavy and not needed to build conditions or to
-# train a segmenter from a finished cache, so the two diffusers classes are resolved on first use.
-# They must still be reachable as ``synthaug.MSDM`` / ``synthaug.MSDMPipeline``: diffusers reloads
-# pipeline components by ``getattr(importlib.import_module("synthaug"), class_name)``.
+# The names a user types first. Each is resolved on first use: the diffusion stack (diffusers,
+# transformers) and MONAI are heavy and not needed to build conditions, and training a segmenter
+# from a finished cache must not load diffusers. ``synthaug.MSDM`` / ``synthaug.MSDMPipeline`` must
+# exist because diffusers reloads pipeline components by
+# ``getattr(importlib.import_module("synthaug"), class_name)``.
 _ON_FIRST_USE = {
     "MSDM": "synthaug.model.msdm",
     "MSDMPipeline": "synthaug.sampling.pipeline",
+    "load_pipeline": "synthaug.sampling.pipeline",
+    "generate_to_cache": "synthaug.sampling.generate",
+    "SyntheticCache": "synthaug.sampling.cache",
+    "SyntheticAugment": "synthaug.augment",
+    "SyntheticMixDataset": "synthaug.augment",
+    "open_dataset": "synthaug.data",
+    "NucleiSegmenter": "synthaug.segment",
+    "train_segmenter": "synthaug.segment",
+    "load_segmenter": "synthaug.segment",
+    "predict_nuclei": "synthaug.segment",
+    "evaluate_segmenter": "synthaug.segment",
 }
 
 
@@ -26,4 +38,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'synthaug' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "MSDM", "MSDMPipeline"]
+__all__ = ["__version__", *_ON_FIRST_USE]

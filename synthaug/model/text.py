@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from synthaug._validation import default_device
+
 # Keys that describe what a tile *looks like*; ``source``, ``name`` etc. are bookkeeping and stay out
 # of the prompt so two datasets of the same tissue share prompts.
 TEXT_KEYS = ("assay", "indication", "tissue", "morphology group", "label")
@@ -116,7 +118,7 @@ class TextEmbeddingCache:
         from transformers import AutoModel, AutoTokenizer
 
         path = _resolve_encoder_path(self.encoder_name)
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device(self.device)
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self._encoder = (
             AutoModel.from_pretrained(path, local_files_only=True).to(device).eval().requires_grad_(False)

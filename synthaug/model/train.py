@@ -36,7 +36,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from synthaug._validation import check_choice, check_probability
+from synthaug._validation import check_choice, check_probability, default_device
 from synthaug.conditions import ConditionLayout
 from synthaug.data import BenchmarkSplit, Sample
 from synthaug.model._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -206,7 +206,7 @@ def resolve_mixed_precision(mixed_precision: str, device: torch.device | str | N
     """``"auto"`` -> ``"bf16"`` where ``device`` computes bf16 natively, else ``"no"``; others unchanged."""
     if mixed_precision != "auto":
         return mixed_precision
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
     if device.type == "cpu":

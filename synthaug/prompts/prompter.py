@@ -27,7 +27,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from synthaug._validation import check_choice, check_rgb_image
+from synthaug._validation import check_choice, check_rgb_image, default_device
 from synthaug.prompts.describe import describe_centroid
 from synthaug.prompts.morphometrics import MASK_FEATURES, STAIN_FEATURES, mask_features, stain_features
 
@@ -121,7 +121,7 @@ class MorphologyPrompter:
         self.n_components = n_components
         self.n_init = _check_int(n_init, "n_init", minimum=1)
         self.batch_size = _check_int(batch_size, "batch_size", minimum=1)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = default_device(device)
         self.seed = int(seed)
         self._state: dict[str, np.ndarray] | None = None
         self._extractor_module: torch.nn.Module | None = None

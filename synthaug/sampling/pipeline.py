@@ -27,7 +27,7 @@ import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from synthaug._validation import check_choice, check_instance_mask
+from synthaug._validation import check_choice, check_instance_mask, default_device
 from synthaug.conditions import build_conditions
 from synthaug.model import metadata_to_text
 from synthaug.model.loading import SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER, resolve_model_path
@@ -376,7 +376,7 @@ def load_pipeline(
         text_cache = TextEmbeddingCache.load(text_dir)
     else:
         text_cache = TextEmbeddingCache(model.config.text_encoder)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     return MSDMPipeline(
         model, make_scheduler(scheduler, config, prediction_type=model.config.prediction_type), text_cache
     ).to(device)
