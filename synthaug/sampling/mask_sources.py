@@ -161,11 +161,6 @@ class RealMaskSource(IndexedMaskSource):
                 raise ValueError(f"`size` {tuple(size)} is larger than some samples, e.g. {small[0]!r}.")
         self.seed, self.name = int(seed), name
 
-    @property
-    def num_masks(self) -> int:
-        """Number of distinct annotated masks (the source itself is endless, so it has no len())."""
-        return len(self.layouts)
-
     def draw(self, index: int) -> MaskRecord:
         n = len(self.layouts)
         order = np.random.default_rng([self.seed, index // n, 1]).permutation(n)
@@ -521,18 +516,8 @@ def move_instance(inst: np.ndarray, instance_id: int, *, rng: np.random.Generato
     return True
 
 
-def remove_instances(layout: Layout, ids: Sequence[int]) -> Layout:
-    """The layout without the given instance ids (ids renumbered compactly)."""
-    drop = np.zeros(int(layout.inst.max(initial=0)) + 1, dtype=bool)
-    drop[[int(k) for k in ids if 0 < int(k) < len(drop)]] = True
-    inst = np.where(drop[layout.inst], 0, layout.inst)
-    inst_types = {k: t for k, t in layout.inst_types.items() if not (k < len(drop) and drop[k])}
-    inst, types, inst_types = sanitize_instances(inst, inst_types, min_area=1)
-    return Layout(inst, types, inst_types, layout.meta, layout.name)
-
-
 __all__ = [
     "Dihedral", "ElasticDeform", "IndexedMaskSource", "LayoutMaskSource", "MaskRecord", "MaskSource",
     "RandomCrop", "RealMaskSource", "ReplaceInstances", "find_free_anchor", "instance_shape", "move_instance",
-    "paste_copy", "paste_shape", "remove_instances", "whole_instance_shapes",
+    "paste_copy", "paste_shape", "whole_instance_shapes",
 ]

@@ -14,7 +14,7 @@ source whose item ``i`` depends only on ``(seed, i)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -221,11 +221,6 @@ class TargetedMaskSource(IndexedMaskSource):
         record, _ = self.policy.choose(self.source, index, seed=self.seed)
         record.source, record.index = self.name, index
         return record
-
-    def achieved_shares(self, start: int, stop: int) -> Iterator[float]:
-        """The achieved share of items ``start..stop-1`` (draws them)."""
-        for record in self.records(start, stop):
-            yield float(record.meta["achieved_share"])
 
 
 def _areas(inst: np.ndarray) -> np.ndarray:

@@ -151,7 +151,7 @@ def test_the_leakage_guard_runs_in_the_mask_source_and_in_generator_training(tmp
     from synthaug.sampling.mask_sources import RealMaskSource
 
     split = split_by_group(pool(12, 2), test_fraction=0.25, seed=0, type_names=TYPES)
-    assert RealMaskSource(list(split.train), split=split).num_masks == len(split.train)
+    assert len(RealMaskSource(list(split.train), split=split).layouts) == len(split.train)
     with pytest.raises(ValueError, match="a mask source"):
         RealMaskSource([*split.train, split.test[0]], split=split)
     config = TrainConfig(tmp_path / "run", resolution=32, steps=1, model_size="tiny")

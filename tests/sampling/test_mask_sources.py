@@ -20,7 +20,6 @@ from synthaug.sampling.mask_sources import (
     RealMaskSource,
     ReplaceInstances,
     find_free_anchor,
-    remove_instances,
 )
 
 SETTINGS = settings(max_examples=15, deadline=None)
@@ -95,12 +94,6 @@ def test_elastic_deform_moves_boundaries_but_keeps_most_nuclei():
     assert out.num_instances >= 0.8 * layout.num_instances
     assert 0.5 < (out.inst > 0).sum() / (layout.inst > 0).sum() < 1.5
     assert not np.array_equal(out.inst > 0, layout.inst > 0)
-
-
-def test_remove_instances_compacts_ids():
-    layout = generate_layout(64, 64, density=0.3, seed=4)
-    out = remove_instances(layout, [1, 2])
-    assert out.validate().num_instances == layout.num_instances - 2
 
 
 def test_real_source_is_reproducible_per_item(samples):
