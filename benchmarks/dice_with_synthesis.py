@@ -211,14 +211,19 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         steps=b.steps, batch_size=b.batch_size, crop=b.crop, seed=seed, model=SegmenterConfig(names)
     )
     started = time.time()
-    model, history = train_segmenter(
-        split.train,
-        config,
-        output_dir=folder / "train",
-        synthetic=synthetic,
-        device=args.device,
-        desc=f"{arm} s{seed}",
-    )
+    if (folder / "train" / "model").is_dir():  # trained, killed before scoring: score it now
+        model, history = _trained(folder / "train", calibration_tiles(split.train))
+    else:
+        model, history = train_segmenter(
+            split.train,
+            config,
+            output_dir=folder / "train",
+            synthetic=synthetic,
+            device=args.device,
+            desc=f"{arm} s{seed}",
+            # The watershed threshold is chosen on (at most 32 of) the arm's own real training patches.
+            calibrate_on=calibration_tiles(split.train),
+        )
     table, predictions = evaluate_segmenter(model, split.test, progress=False)
     shown = predictions[_figure_index(split)]
     np.save(folder / "figure_prediction.npy", np.stack([shown.inst, shown.types]))
@@ -231,9 +236,29 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         "train_seconds": history.seconds,
         "seconds": time.time() - started,
         "final_loss": float(np.mean(history.losses[-50:])),
+        "marker_threshold": model.config.marker_threshold,
+        "marker_threshold_pq_on_train": history.marker_threshold_pq,
     }
     write_json(result_file, result)
     return result
+
+
+def _trained(folder: Path, calibrate_on: list):
+    """A finished training run's model and history, with its marker threshold calibrated."""
+    from synthaug.segment import TrainingHistory, calibrate_marker_threshold, load_segmenter
+
+    model = load_segmenter(folder)
+    record = json.loads((folder / "training_history.json").read_text())
+    fields = TrainingHistory.__dataclass_fields__
+    history = TrainingHistory(**{k: v for k, v in record.items() if k in fields})
+    scores = calibrate_marker_threshold(model, calibrate_on, progress=False)
+    history.marker_threshold_pq = {f"{k:g}": v for k, v in scores.items()}
+    return model, history
+
+
+def calibration_tiles(train: list, most: int = 32) -> list:
+    """An even spread of at most ``most`` real training patches (never test ones)."""
+    return list(train[:: max(1, -(-len(train) // most))])[:most]
 
 
 def _figure_index(split) -> int:

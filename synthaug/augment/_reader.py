@@ -135,6 +135,10 @@ class PreloadedRecords:
         return len(self.inst)
 
     def read(self, index: int, fields: Collection[str] = SAMPLE_FIELDS) -> dict[str, Any]:
-        record = {"image": np.moveaxis(self.image_chw[index], 0, -1), "inst": self.inst[index],
-                  "type": self.type[index], "meta": self.meta[index]}
+        record = {
+            "image": np.moveaxis(self.image_chw[index], 0, -1),
+            "inst": self.inst[index],
+            "type": self.type[index],
+            "meta": self.meta[index],
+        }
         return {f: record[f] for f in fields}

@@ -147,8 +147,12 @@ class SyntheticMixDataset(Dataset):
             real_idx = real_idx[:n_real].astype(np.int64)
         syn_idx = rng.choice(len(self._probs), size=n_syn, p=self._probs)
         # Column 0: source (0 real, 1 synthetic); column 1: index in that source.
-        table = np.concatenate([np.stack([np.zeros(n_real, np.int64), real_idx], 1),
-                                np.stack([np.ones(n_syn, np.int64), syn_idx], 1)])
+        table = np.concatenate(
+            [
+                np.stack([np.zeros(n_real, np.int64), real_idx], 1),
+                np.stack([np.ones(n_syn, np.int64), syn_idx], 1),
+            ]
+        )
         order = rng.permutation(len(table))
         self._table = table[order]
         self._offsets = rng.random((len(table), 2))[order]
@@ -227,8 +231,13 @@ class SyntheticMixDataset(Dataset):
         self._reader.clear()  # reads left over by a batch that raised would misalign this one
         for p in synthetic:
             self._reader.submit(int(self._table[p, 1]))
-        real = {p: self._finish(self._real_item(self._table[p, 1]), False)
-                for p in positions if self._table[p, 0] == 0}
-        fake = {p: self._finish(self._synthetic_item(p, self._reader.result(self._reader.pop())), True)
-                for p in synthetic}
+        real = {
+            p: self._finish(self._real_item(self._table[p, 1]), False)
+            for p in positions
+            if self._table[p, 0] == 0
+        }
+        fake = {
+            p: self._finish(self._synthetic_item(p, self._reader.result(self._reader.pop())), True)
+            for p in synthetic
+        }
         return [real[p] if p in real else fake[p] for p in positions]

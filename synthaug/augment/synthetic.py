@@ -244,8 +244,9 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         record = self._reader.result(self._read)
         syn_image, syn_inst, syn_types = fit_tile(record, out_hw, crop=self.crop, offset=self._offset)
         if self.mode == "paste":
-            syn_image, syn_inst, label = self._paste(d, image_key, label_key, inst_key, syn_image,
-                                                     syn_inst, syn_types)
+            syn_image, syn_inst, label = self._paste(
+                d, image_key, label_key, inst_key, syn_image, syn_inst, syn_types
+            )
         else:
             label = syn_types if self.label_kind == "type" else (syn_inst > 0).astype(np.uint8)
         d[image_key] = as_like(syn_image, image, image=True)

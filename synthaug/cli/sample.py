@@ -68,16 +68,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--layouts", action="store_true", help="procedural layouts instead of real masks")
     parser.add_argument("--reader", default=None, help="dataset reader name (default: auto-detect)")
     parser.add_argument("--split", default="train", help="dataset split to take masks from (default: train)")
-    parser.add_argument("--filter", type=_key_values, default={}, metavar="KEY=VALUE,...",
-                        help="keep samples whose metadata match, e.g. tissue=colon")
-    parser.add_argument("--edits", default="dihedral,elastic",
-                        help="mask edits for --data (dihedral, elastic, replace; '' for none)")
-    parser.add_argument("--size", type=positive_int, default=None,
-                        help="tile size: crop for --data (default: as stored), --layouts size (256)")
-    parser.add_argument("--meta", type=_key_values, default={}, metavar="KEY=VALUE,...",
-                        help="metadata (prompt) for --layouts, e.g. tissue=colon,assay=H&E")
-    parser.add_argument("--colour", type=_colour, default=None, metavar="R,G,B,R,G,B",
-                        help="fg/bg colour for masks without an image (default: colour modality dropped)")
+    parser.add_argument(
+        "--filter",
+        type=_key_values,
+        default={},
+        metavar="KEY=VALUE,...",
+        help="keep samples whose metadata match, e.g. tissue=colon",
+    )
+    parser.add_argument(
+        "--edits",
+        default="dihedral,elastic",
+        help="mask edits for --data (dihedral, elastic, replace; '' for none)",
+    )
+    parser.add_argument(
+        "--size",
+        type=positive_int,
+        default=None,
+        help="tile size: crop for --data (default: as stored), --layouts size (256)",
+    )
+    parser.add_argument(
+        "--meta",
+        type=_key_values,
+        default={},
+        metavar="KEY=VALUE,...",
+        help="metadata (prompt) for --layouts, e.g. tissue=colon,assay=H&E",
+    )
+    parser.add_argument(
+        "--colour",
+        type=_colour,
+        default=None,
+        metavar="R,G,B,R,G,B",
+        help="fg/bg colour for masks without an image (default: colour modality dropped)",
+    )
     parser.add_argument("--target-type", default=None, help="nucleus type to enrich, e.g. epithelial")
     parser.add_argument("--target-share", type=share, default=0.5, help="requested share of that type")
     parser.add_argument("--target-by", choices=("instances", "pixels"), default="instances")
@@ -89,8 +111,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=positive_int, default=None, help="default: 15 (ddim 100, ddpm 1000)")
     parser.add_argument("--out", required=True, help="output store: a path or fsspec URL")
     parser.add_argument("--resume", action="store_true", help="continue an existing store")
-    parser.add_argument("--consolidate", action="store_true",
-                        help="only merge the per-rank commit records of --out, then exit")
+    parser.add_argument(
+        "--consolidate",
+        action="store_true",
+        help="only merge the per-rank commit records of --out, then exit",
+    )
     parser.add_argument("--device", default=None, help="default: cuda when available (one GPU per rank)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
     parser.set_defaults(run=run)
@@ -153,9 +178,17 @@ def run(args: argparse.Namespace) -> int:
     if args.target_type is not None:
         target = {"type": args.target_type, "share": args.target_share, "by": args.target_by}
     cache = generate_to_cache(
-        pipeline, _mask_source(args), args.out, num_samples=args.num_samples, batch_size=args.batch_size,
-        seed=args.seed, guidance=args.guidance, num_inference_steps=steps, target=target,
-        colour=None if args.colour is None else np.asarray(args.colour, np.float32), resume=args.resume,
+        pipeline,
+        _mask_source(args),
+        args.out,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        guidance=args.guidance,
+        num_inference_steps=steps,
+        target=target,
+        colour=None if args.colour is None else np.asarray(args.colour, np.float32),
+        resume=args.resume,
         attrs={"mask_source": "data" if args.data is not None else "layouts"},
     )
     print(f"{len(cache)} samples committed in {args.out}")

@@ -110,12 +110,20 @@ def run_train(args: argparse.Namespace) -> int:
         model=SegmenterConfig(names, encoder=args.encoder, pretrained=not args.no_pretrained),
     )
     synthetic = _synthetic(args, reader, names) if args.cache else None
+    # The watershed marker threshold is chosen on an even spread of (at most 32) training tiles.
+    calibrate = samples[:: max(1, -(-len(samples) // 32))][:32]
     model, history = train_segmenter(
-        samples, config, output_dir=args.out, synthetic=synthetic, device=default_device(args.device)
+        samples,
+        config,
+        output_dir=args.out,
+        synthetic=synthetic,
+        device=default_device(args.device),
+        calibrate_on=calibrate,
     )
     print(
         f"segmenter written to {Path(args.out) / 'model'} ({len(history.losses)} steps, "
-        f"{history.synthetic_fraction:.0%} synthetic draws, final loss {history.losses[-1]:.3f})"
+        f"{history.synthetic_fraction:.0%} synthetic draws, final loss {history.losses[-1]:.3f}, "
+        f"marker threshold {model.config.marker_threshold:g} chosen on {len(calibrate)} training tiles)"
     )
     return 0
 

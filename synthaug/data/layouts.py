@@ -133,8 +133,12 @@ class Layout:
     def to_sample(self, image: np.ndarray, *, name: str | None = None) -> Sample:
         """Pair the layout with an ``(H, W, 3)`` uint8 image, e.g. from ``render_toy_tile``."""
         return Sample(
-            image=image, inst=self.inst, types=self.types, inst_types=dict(self.inst_types),
-            meta=dict(self.meta), name=self.name if name is None else name,
+            image=image,
+            inst=self.inst,
+            types=self.types,
+            inst_types=dict(self.inst_types),
+            meta=dict(self.meta),
+            name=self.name if name is None else name,
         )
 
     @classmethod
@@ -470,6 +474,10 @@ def place_ellipses_reference(ellipses, cand_types, quota, inst, gap, min_pixels)
 
 
 __all__ = [
-    "DEFAULT_TYPE_SHARES", "NUCLEUS_TYPES", "Layout", "generate_layout", "resolve_type_id",
+    "DEFAULT_TYPE_SHARES",
+    "NUCLEUS_TYPES",
+    "Layout",
+    "generate_layout",
+    "resolve_type_id",
     "sanitize_instances",
 ]

@@ -333,9 +333,16 @@ def run_demo(config: DemoConfig) -> DemoResult:
         cache, prob=config.synthetic_prob, target_types=[EPITHELIAL], num_types=num_classes - 1, read_ahead=0
     )
     runs = {
-        "real only": train_segmenter(split.train, training, device=device, desc="segmenter: real only"),
+        "real only": train_segmenter(
+            split.train, training, device=device, desc="segmenter: real only", calibrate_on=split.train[:16]
+        ),
         "real + SyntheticAugment": train_segmenter(
-            split.train, training, synthetic=synthetic, device=device, desc="segmenter: + synthetic"
+            split.train,
+            training,
+            synthetic=synthetic,
+            device=device,
+            desc="segmenter: + synthetic",
+            calibrate_on=split.train[:16],
         ),
     }
     window = -(-config.tile_size // 32) * 32  # one window covers a whole test tile

@@ -165,7 +165,11 @@ def sample_unguided(
         return model(model_input, t, conditions, text_embeds, text_mask, colour, drop=drop).sample
 
     latents = denoise(
-        predict, sampler, (batch, 3, height, width), num_inference_steps=num_inference_steps,
-        generator=generator, device=conditions.device,
+        predict,
+        sampler,
+        (batch, 3, height, width),
+        num_inference_steps=num_inference_steps,
+        generator=generator,
+        device=conditions.device,
     )
     return latents.clamp(-1.0, 1.0)

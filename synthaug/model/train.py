@@ -152,8 +152,14 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-        non_negative = ("checkpoint_every", "export_every", "sample_every", "lr_warmup_steps",
-                        "num_workers", "seed")
+        non_negative = (
+            "checkpoint_every",
+            "export_every",
+            "sample_every",
+            "lr_warmup_steps",
+            "num_workers",
+            "seed",
+        )
         for name in non_negative:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -332,8 +338,15 @@ def check_new_run_folder(output_dir: str | Path) -> None:
     out = Path(output_dir)
     if out.is_file():
         raise ValueError(f"`output_dir` {str(out)!r} is an existing file; name a folder for the run.")
-    artefacts = (MODEL_SUBFOLDER, SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER, SUMMARY_FILE, "loss.jsonl",
-                 "checkpoints", "samples")
+    artefacts = (
+        MODEL_SUBFOLDER,
+        SCHEDULER_SUBFOLDER,
+        TEXT_CACHE_SUBFOLDER,
+        SUMMARY_FILE,
+        "loss.jsonl",
+        "checkpoints",
+        "samples",
+    )
     found = [name for name in artefacts if (out / name).exists()]
     if found:
         raise ValueError(

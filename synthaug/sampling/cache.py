@@ -322,8 +322,15 @@ class SyntheticCache:
     def _check_bookkeeping(self, record: Mapping[str, Any]) -> None:
         """Cheap checks on open: shapes match the header, commits lie within every array."""
         h, w, t = self.height, self.width, self.num_types
-        expected = {"image": (h, w, 3), "inst": (h, w), "type": (h, w), "type_pixels": (t + 1,),
-                    "type_instances": (t + 1,), "meta": (), "digest": (len(SAMPLE_FIELDS),)}
+        expected = {
+            "image": (h, w, 3),
+            "inst": (h, w),
+            "type": (h, w),
+            "type_pixels": (t + 1,),
+            "type_instances": (t + 1,),
+            "meta": (),
+            "digest": (len(SAMPLE_FIELDS),),
+        }
         for name, tail in expected.items():
             if tuple(self._arrays[name].shape[1:]) != tail:
                 raise CacheIntegrityError(
@@ -350,8 +357,12 @@ class SyntheticCache:
         return {k: getattr(self, k) for k in ("url", "mode", "model_hash", "storage_options")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["mode"], model_hash=state["model_hash"],
-                      storage_options=state["storage_options"])
+        self.__init__(
+            state["url"],
+            state["mode"],
+            model_hash=state["model_hash"],
+            storage_options=state["storage_options"],
+        )
 
     def __repr__(self) -> str:
         return f"SyntheticCache({self.url!r}, mode={self.mode!r})"

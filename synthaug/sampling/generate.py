@@ -75,8 +75,13 @@ def _layout_at(source: LayoutSource, index: int) -> dict[str, Any]:
 
             colour = colour_stats(item.image, inst).as_vector()
     colour = None if colour is None else np.asarray(colour, dtype=np.float32)
-    return {"inst": np.asarray(inst), "types": np.asarray(types), "inst_types": dict(inst_types or {}),
-            "meta": dict(meta or {}), "colour": colour}
+    return {
+        "inst": np.asarray(inst),
+        "types": np.asarray(types),
+        "inst_types": dict(inst_types or {}),
+        "meta": dict(meta or {}),
+        "colour": colour,
+    }
 
 
 def _distributed() -> tuple[int, int, bool]:
@@ -142,8 +147,11 @@ def _sample_meta(record: dict[str, Any], seed: int, index: int, layout: dict[str
 def _store(cache: SyntheticCache, start: int, images, layouts, metas, writer: str | None) -> None:
     stop = start + len(layouts)
     cache.write(
-        start, image=images, inst=np.stack([lay["inst"] for lay in layouts]),
-        type=np.stack([lay["types"] for lay in layouts]), meta=metas,
+        start,
+        image=images,
+        inst=np.stack([lay["inst"] for lay in layouts]),
+        type=np.stack([lay["types"] for lay in layouts]),
+        meta=metas,
     )
     cache.commit(start, stop, writer=writer)
 
@@ -277,10 +285,17 @@ def generate_to_cache(
     }
     try:
         cache = _prepare_store(
-            cache_url, rank, world, height=height, width=width,
-            num_types=pipeline.model.condition_layout.num_types, num_samples=num_samples, resume=resume,
+            cache_url,
+            rank,
+            world,
+            height=height,
+            width=width,
+            num_types=pipeline.model.condition_layout.num_types,
+            num_samples=num_samples,
+            resume=resume,
             attrs={**dict(attrs or {}), "run": {**record, "seed": seed, "num_samples": num_samples}},
-            model_hash=digest, storage_options=storage_options,
+            model_hash=digest,
+            storage_options=storage_options,
         )
         lo, hi = rank * num_samples // world, (rank + 1) * num_samples // world
         todo = _missing(lo, hi, cache.committed_ranges())
@@ -293,8 +308,15 @@ def generate_to_cache(
             pending: Future | None = None
             for start, stop in _batches(todo, batch_size):
                 layouts = [_layout_at(mask_source, i) for i in range(start, stop)]
-                images = _sample(pipeline, layouts, range(start, stop), seed=seed, colour=colour,
-                                 guidance=guidance, num_inference_steps=num_inference_steps)
+                images = _sample(
+                    pipeline,
+                    layouts,
+                    range(start, stop),
+                    seed=seed,
+                    colour=colour,
+                    guidance=guidance,
+                    num_inference_steps=num_inference_steps,
+                )
                 metas = [_sample_meta(record, seed, i, lay) for i, lay in zip(range(start, stop), layouts)]
                 if pending is not None:
                     pending.result()  # surfaces write errors; bounds memory to one batch in flight

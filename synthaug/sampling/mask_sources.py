@@ -177,8 +177,14 @@ class RealMaskSource(IndexedMaskSource):
             layout = edit(layout, rng)
         meta = base.meta | {"mask_source": self.name, "mask_origin": base.name}
         return MaskRecord(
-            layout.inst, layout.types, layout.inst_types, meta, f"{base.name}#{index}",
-            source=self.name, index=index, colour=None if colour is None else colour.condition(layout),
+            layout.inst,
+            layout.types,
+            layout.inst_types,
+            meta,
+            f"{base.name}#{index}",
+            source=self.name,
+            index=index,
+            colour=None if colour is None else colour.condition(layout),
         )
 
 
@@ -257,8 +263,13 @@ class LayoutMaskSource(IndexedMaskSource):
         layout = generate_layout(self.height, self.width, seed=self._rng(index), **self.layout_kwargs)
         meta = layout.meta | self.meta | {"mask_source": self.name}
         return MaskRecord(
-            layout.inst, layout.types, layout.inst_types, meta, f"{self.name}#{index}",
-            source=self.name, index=index,
+            layout.inst,
+            layout.types,
+            layout.inst_types,
+            meta,
+            f"{self.name}#{index}",
+            source=self.name,
+            index=index,
         )
 
 
@@ -305,8 +316,14 @@ class ElasticDeform:
         field = [_smooth_noise(rng, height, width, self.sigma) * self.alpha for _ in range(2)]
         rows, cols = np.mgrid[:height, :width].astype(np.float64)
         # order=0: labels must never be interpolated into ids that do not exist.
-        warped = warp(layout.inst, np.stack([rows + field[0], cols + field[1]]), order=0,
-                      mode="constant", cval=0, preserve_range=True).astype(np.int32)
+        warped = warp(
+            layout.inst,
+            np.stack([rows + field[0], cols + field[1]]),
+            order=0,
+            mode="constant",
+            cval=0,
+            preserve_range=True,
+        ).astype(np.int32)
         inst, types, inst_types = sanitize_instances(warped, layout.inst_types, min_area=self.min_area)
         return Layout(inst, types, inst_types, layout.meta, layout.name)
 
@@ -391,7 +408,9 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, sigma: floa
 
 
 _EDITS: dict[str, Callable[[], Edit]] = {
-    "dihedral": Dihedral, "elastic": ElasticDeform, "replace": ReplaceInstances,
+    "dihedral": Dihedral,
+    "elastic": ElasticDeform,
+    "replace": ReplaceInstances,
 }
 
 
@@ -467,8 +486,13 @@ def whole_instance_shapes(inst: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def paste_shape(
-    inst: np.ndarray, inst_types: dict[int, int], shape: np.ndarray, type_id: int, *,
-    rng: np.random.Generator, gap: int = 1,
+    inst: np.ndarray,
+    inst_types: dict[int, int],
+    shape: np.ndarray,
+    type_id: int,
+    *,
+    rng: np.random.Generator,
+    gap: int = 1,
 ) -> int | None:
     """Paste a nucleus shape (randomly flipped/rotated) into free space, in place.
 
@@ -517,7 +541,19 @@ def move_instance(inst: np.ndarray, instance_id: int, *, rng: np.random.Generato
 
 
 __all__ = [
-    "Dihedral", "ElasticDeform", "IndexedMaskSource", "LayoutMaskSource", "MaskRecord", "MaskSource",
-    "RandomCrop", "RealMaskSource", "ReplaceInstances", "find_free_anchor", "instance_shape", "move_instance",
-    "paste_copy", "paste_shape", "whole_instance_shapes",
+    "Dihedral",
+    "ElasticDeform",
+    "IndexedMaskSource",
+    "LayoutMaskSource",
+    "MaskRecord",
+    "MaskSource",
+    "RandomCrop",
+    "RealMaskSource",
+    "ReplaceInstances",
+    "find_free_anchor",
+    "instance_shape",
+    "move_instance",
+    "paste_copy",
+    "paste_shape",
+    "whole_instance_shapes",
 ]

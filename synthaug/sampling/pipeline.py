@@ -33,8 +33,15 @@ from synthaug.model import metadata_to_text
 from synthaug.model.loading import SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER, resolve_model_path
 from synthaug.model.sampler import SCHEDULERS, denoise, make_scheduler
 
-__all__ = ["DEFAULT_GUIDANCE", "MODALITIES", "SCHEDULERS", "MSDMPipeline", "MSDMPipelineOutput",
-           "load_pipeline", "make_scheduler"]
+__all__ = [
+    "DEFAULT_GUIDANCE",
+    "MODALITIES",
+    "SCHEDULERS",
+    "MSDMPipeline",
+    "MSDMPipelineOutput",
+    "load_pipeline",
+    "make_scheduler",
+]
 
 MODALITIES = ("mask", "text", "colour")
 DEFAULT_GUIDANCE = {"mask": 1.0, "text": 2.0, "colour": 1.5}
@@ -141,8 +148,9 @@ class MSDMPipeline(DiffusionPipeline):
         # itself; any valid placeholder lets build_conditions fill the stack.
         no_colour = np.zeros(6, np.float32)
         conds = [
-            build_conditions(inst, type_map=tm, inst_types=it, layout=layout,
-                             colour=no_colour if col is None else col)
+            build_conditions(
+                inst, type_map=tm, inst_types=it, layout=layout, colour=no_colour if col is None else col
+            )
             for inst, tm, it, col in zip(insts, type_maps, inst_types, colours)
         ]
         return torch.from_numpy(np.stack(conds)).to(device)
@@ -200,8 +208,14 @@ class MSDMPipeline(DiffusionPipeline):
             model_input = model_input.contiguous(memory_format=torch.channels_last)
         timestep = t.to(model_input.device).expand(b * copies) if torch.is_tensor(t) else t
         out = self.model(
-            model_input, timestep, stack(conditions), stack(text_embeds), stack(text_mask), stack(colour),
-            drop=drop, return_dict=True,
+            model_input,
+            timestep,
+            stack(conditions),
+            stack(text_embeds),
+            stack(text_mask),
+            stack(colour),
+            drop=drop,
+            return_dict=True,
         ).sample.float()
         full, *without = out.chunk(copies)
         guided_out = full.clone()
@@ -306,8 +320,13 @@ class MSDMPipeline(DiffusionPipeline):
                 )
 
         latents = denoise(
-            predict, self.scheduler, (n, 3, h, w), num_inference_steps=num_inference_steps,
-            generator=generator, device=device, progress=progress,
+            predict,
+            self.scheduler,
+            (n, 3, h, w),
+            num_inference_steps=num_inference_steps,
+            generator=generator,
+            device=device,
+            progress=progress,
         )
 
         # 4. Post-process

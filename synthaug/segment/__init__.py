@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 
 from synthaug.segment.evaluate import (
+    MARKER_THRESHOLDS,
     TYPE_FREE_METRICS,
     binary_dice,
+    calibrate_marker_threshold,
     evaluate_segmenter,
     format_table,
     score_predictions,
@@ -39,7 +41,9 @@ def load_segmenter(path: str | Path, *, device: str | torch.device = "cpu") -> N
 
 
 __all__ = [
+    "MARKER_THRESHOLDS",
     "TYPE_FREE_METRICS",
+    "calibrate_marker_threshold",
     "NucleiPrediction",
     "NucleiSegmenter",
     "SegmenterConfig",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from synthaug.conditions import instance_type_votes
 from synthaug.data import Sample
@@ -20,6 +21,7 @@ from synthaug.metrics.segmentation import aggregated_jaccard_index, conic_pq, pa
 from synthaug.segment.predict import NucleiPrediction, centroids_of
 
 TYPE_FREE_METRICS = ("Dice", "AJI", "PQ", "F1_detection")
+MARKER_THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def binary_dice(true: np.ndarray, pred: np.ndarray) -> float:
@@ -110,6 +112,42 @@ def evaluate_segmenter(
     names = dict(model.config.type_names if type_names is None else type_names)
     predictions = predict_many(model, [s.image for s in samples], progress=progress, **predict_kwargs)
     return score_predictions(samples, predictions, names), predictions
+
+
+def calibrate_marker_threshold(
+    model,
+    samples: Sequence[Sample],
+    *,
+    thresholds: Sequence[float] = MARKER_THRESHOLDS,
+    progress: bool = True,
+) -> dict[float, float]:
+    """Set ``model.config.marker_threshold`` to the threshold of best mean PQ on ``samples``.
+
+    HoVer-Net's 0.4 suits a well-trained HV head; a briefly trained one has noisier HV gradients,
+    and at 0.4 the watershed finds few markers (measured on CoNSeP after 1,500 CPU steps: PQ 0.24 at
+    0.4, 0.36 at 0.5). Pass *training* tiles (never the test split): the network runs once per tile
+    and only the post-processing is repeated. Ties go to the lowest threshold.
+
+    Returns:
+        ``{threshold: mean PQ}`` for every candidate.
+    """
+    from synthaug.segment.predict import network_outputs, postprocess
+
+    if not samples:
+        raise ValueError("`samples` is empty; pass some training tiles to calibrate on.")
+    bad = [t for t in thresholds if not 0 < t < 1]
+    if not thresholds or bad:
+        raise ValueError(f"`thresholds` must be values in (0, 1), got {list(thresholds)}.")
+    outputs = [network_outputs(model, s.image) for s in tqdm(samples, desc="calibrate", disable=not progress)]
+    scores = {}
+    for threshold in sorted(thresholds):
+        pq = [
+            panoptic_quality(s.inst, postprocess(o, marker_threshold=threshold).inst).pq
+            for s, o in zip(samples, outputs)
+        ]
+        scores[float(threshold)] = float(np.mean(pq))
+    model.config.marker_threshold = max(scores, key=lambda t: (scores[t], -t))
+    return scores
 
 
 def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:

@@ -46,14 +46,21 @@ class SegmenterConfig:
         decoder_channels: U-Net decoder widths, coarse to fine (five stages).
         pretrained: whether the encoder started from ImageNet weights (recorded; loading never
             downloads).
+        marker_threshold: the watershed's marker threshold on the HV-gradient border map (HoVer-Net
+            and MONAI use 0.4, right for a well-trained HV head; a less trained one, with noisier
+            gradients, needs a higher one). ``calibrate_marker_threshold`` sets it from training tiles.
     """
 
     type_names: dict[int, str] = field(default_factory=dict)
     encoder: str = "efficientnet-lite0"
     decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
     pretrained: bool = True
+    marker_threshold: float = 0.4
 
     def __post_init__(self) -> None:
+        if not isinstance(self.marker_threshold, (int, float)) or not 0 < self.marker_threshold < 1:
+            raise ValueError(f"`marker_threshold` must lie in (0, 1), got {self.marker_threshold!r}.")
+        self.marker_threshold = float(self.marker_threshold)
         check_choice(self.encoder, "encoder", ENCODERS)
         self.type_names = {int(k): str(v) for k, v in dict(self.type_names).items()}
         if self.type_names and sorted(self.type_names) != list(range(1, len(self.type_names) + 1)):

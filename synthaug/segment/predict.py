@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 from synthaug._validation import check_rgb_image
 from synthaug.segment.model import HV, NP, TP, NucleiSegmenter
 
+SOBEL_KERNEL_SIZE = 21  # HoVer-Net's cv2.Sobel(ksize=21) in its post-processing
+
 
 @dataclass
 class NucleiPrediction:
@@ -44,7 +46,6 @@ def _as_batch(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, 0)))[None]
 
 
-@torch.no_grad()
 def predict_nuclei(
     model: NucleiSegmenter,
     image: np.ndarray,
@@ -53,6 +54,7 @@ def predict_nuclei(
     overlap: float = 0.25,
     sw_batch_size: int = 4,
     min_object_size: int = 10,
+    marker_threshold: float | None = None,
 ) -> NucleiPrediction:
     """Segment and classify the nuclei of one RGB tile.
 
@@ -63,6 +65,8 @@ def predict_nuclei(
         overlap: window overlap fraction in ``[0, 1)``.
         sw_batch_size: windows per forward pass.
         min_object_size: instances smaller than this many pixels are dropped (MONAI's default 10).
+        marker_threshold: the watershed marker threshold; ``None`` uses the model's
+            (``model.config.marker_threshold``).
 
     Returns:
         :class:`NucleiPrediction`.
@@ -70,6 +74,21 @@ def predict_nuclei(
     Raises:
         TypeError, ValueError: on a malformed image or options.
     """
+    outputs = network_outputs(model, image, roi_size=roi_size, overlap=overlap, sw_batch_size=sw_batch_size)
+    threshold = model.config.marker_threshold if marker_threshold is None else marker_threshold
+    return postprocess(outputs, min_object_size=min_object_size, marker_threshold=threshold)
+
+
+@torch.no_grad()
+def network_outputs(
+    model: NucleiSegmenter,
+    image: np.ndarray,
+    *,
+    roi_size: int = 256,
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+) -> dict[str, torch.Tensor]:
+    """The NP / HV / TP maps ``(C, H, W)`` of one tile by Gaussian-weighted sliding windows (on CPU)."""
     if isinstance(roi_size, bool) or not isinstance(roi_size, int) or roi_size < 32 or roi_size % 32:
         raise ValueError(f"`roi_size` must be a positive multiple of 32, got {roi_size!r}.")
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
@@ -88,17 +107,30 @@ def predict_nuclei(
         mode="gaussian",
         progress=False,
     )
-    return postprocess({k: v[0].cpu() for k, v in outputs.items()}, min_object_size=min_object_size)
+    return {k: v[0].cpu() for k, v in outputs.items()}
 
 
-def postprocess(outputs: dict[str, torch.Tensor], *, min_object_size: int = 10) -> NucleiPrediction:
-    """Instances (watershed on HV gradients) and their types from one tile's ``(C, H, W)`` outputs."""
+def postprocess(
+    outputs: dict[str, torch.Tensor], *, min_object_size: int = 10, marker_threshold: float = 0.4
+) -> NucleiPrediction:
+    """Instances (watershed on HV gradients) and their types from one tile's ``(C, H, W)`` outputs.
+
+    The HV gradients use HoVer-Net's 21-px Sobel kernel (MONAI's default is 5): on a network's
+    imperfect HV maps the wider kernel is what keeps one nucleus from breaking into fragments.
+    """
     from monai.apps.pathology.transforms import (
         HoVerNetInstanceMapPostProcessing,
         HoVerNetNuclearTypePostProcessing,
     )
 
-    info, inst = HoVerNetInstanceMapPostProcessing(min_object_size=min_object_size)(outputs[NP], outputs[HV])
+    if not 0 < marker_threshold < 1:
+        raise ValueError(f"`marker_threshold` must lie in (0, 1), got {marker_threshold!r}.")
+    instance_post = HoVerNetInstanceMapPostProcessing(
+        min_object_size=min_object_size,
+        sobel_kernel_size=SOBEL_KERNEL_SIZE,
+        marker_threshold=marker_threshold,
+    )
+    info, inst = instance_post(outputs[NP], outputs[HV])
     inst = np.asarray(inst)[0]
     inst, info = _relabel(inst, info)
     inst_types = {i: 0 for i in info}

@@ -88,6 +88,7 @@ class TrainingHistory:
     draws: int = 0
     synthetic_draws: int = 0
     seconds: float = 0.0
+    marker_threshold_pq: dict[str, float] = field(default_factory=dict)  # calibration, when run
 
     @property
     def synthetic_fraction(self) -> float:
@@ -148,6 +149,7 @@ def train_segmenter(
     device: str | torch.device = "cpu",
     progress: bool = True,
     desc: str = "segmenter",
+    calibrate_on: Sequence[Sample] | None = None,
 ) -> tuple[NucleiSegmenter, TrainingHistory]:
     """Train a HoVer-Net-style segmenter on ``train`` (and ``synthetic`` draws, when given).
 
@@ -162,6 +164,9 @@ def train_segmenter(
         device: torch device.
         progress: show a tqdm bar.
         desc: the bar's label.
+        calibrate_on: real training tiles on which the watershed marker threshold is chosen after
+            training (``calibrate_marker_threshold``; never pass test tiles); ``None`` keeps
+            HoVer-Net's 0.4.
 
     Returns:
         The trained model (eval mode) and its :class:`TrainingHistory`.
@@ -227,6 +232,11 @@ def train_segmenter(
             _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, schedule, history, config, step)
     history.seconds = time.time() - began
     model.eval()
+    if calibrate_on:
+        from synthaug.segment.evaluate import calibrate_marker_threshold
+
+        scores = calibrate_marker_threshold(model, calibrate_on, progress=progress)
+        history.marker_threshold_pq = {f"{k:g}": v for k, v in scores.items()}
     if out is not None:
         _finish(out, model, history, config)
     return model, history

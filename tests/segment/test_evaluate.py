@@ -58,3 +58,22 @@ def test_binary_dice_and_shape_checks(samples):
         score_predictions(samples[:1], [wrong], NAMES)
     with pytest.raises(ValueError, match="one prediction per sample"):
         score_predictions(samples[:2], [wrong], NAMES)
+
+
+def test_calibration_picks_the_best_threshold_and_the_saved_model_keeps_it(tiny_model, samples, tmp_path):
+    import copy
+
+    from synthaug.segment import MARKER_THRESHOLDS, calibrate_marker_threshold, load_segmenter
+
+    model = copy.deepcopy(tiny_model)
+    scores = calibrate_marker_threshold(model, samples[:2], progress=False)
+    assert set(scores) == set(MARKER_THRESHOLDS)
+    best = max(scores.values())
+    assert scores[model.config.marker_threshold] == best
+    assert model.config.marker_threshold == min(t for t, v in scores.items() if v == best)  # ties: lowest
+    model.save_pretrained(tmp_path)
+    assert load_segmenter(tmp_path).config.marker_threshold == model.config.marker_threshold
+    with pytest.raises(ValueError, match="`thresholds` must be values in"):
+        calibrate_marker_threshold(model, samples[:1], thresholds=[1.5])
+    with pytest.raises(ValueError, match="`samples` is empty"):
+        calibrate_marker_threshold(model, [])

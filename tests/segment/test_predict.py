@@ -27,8 +27,9 @@ def perfect_outputs(sample, num_types: int = 4) -> dict[str, torch.Tensor]:
     }
 
 
-@pytest.mark.parametrize("seed", [3, 11])
+@pytest.mark.parametrize("seed", [0, 5])
 def test_perfect_maps_split_touching_nuclei_and_keep_their_types(seed):
+    # HoVer-Net's own marker threshold (0.4) on exact HV maps; tiles where many nuclei touch
     sample = toy_sample(seed, size=128, gap=0)  # gap 0: nuclei touch, the watershed must split them
     assert len(np.unique(sample.inst)) - 1 >= 10
     prediction = postprocess(perfect_outputs(sample))
@@ -37,7 +38,7 @@ def test_perfect_maps_split_touching_nuclei_and_keep_their_types(seed):
     from skimage.measure import label
 
     merged = panoptic_quality(sample.inst, label(sample.inst > 0, connectivity=1).astype(np.int32))
-    assert pq.dq > 0.85 and pq.sq > 0.8 and pq.pq > merged.pq
+    assert pq.dq > 0.9 and pq.sq > 0.9 and pq.pq > merged.pq + 0.05
     table = score_predictions([sample], [prediction], NAMES)
     assert table["F1_detection"] > 0.85 and table["accuracy_type"] > 0.95
 

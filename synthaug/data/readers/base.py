@@ -54,6 +54,7 @@ class DatasetReader(ABC):
     # a class attribute for fixed vocabularies; FolderReader sets it per instance from classes.json
     type_names: dict[int, str] = {}
     type_aliases: ClassVar[dict[str, int]] = {}
+
     @property
     def has_types(self) -> bool:
         """False for a dataset whose masks carry no nucleus types (its one class is ``UNTYPED``)."""
