@@ -35,3 +35,14 @@ def consep_root() -> Path:
 def pcam_root() -> Path:
     """The 3,000-patch PCam subset (skips when ../shared/data/pcam_ai4all_subset is absent)."""
     return _data_dir("pcam_ai4all_subset")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks on a shared 2-core machine run faster on one thread; restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

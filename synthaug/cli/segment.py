@@ -81,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.set_defaults(run=run_predict)
 
 
-def _training_split(args):
+def _load_split(args):
     from synthaug.data import open_dataset
 
     reader = open_dataset(args.data, reader=args.reader)
@@ -98,7 +98,7 @@ def run_train(args: argparse.Namespace) -> int:
     check_not_a_file(args.out)
     if args.target_type is not None and not args.cache:
         raise ValueError("--target-type weights synthetic draws; give the stores with --cache STORE.")
-    reader, samples = _training_split(args)
+    reader, samples = _load_split(args)
     names = dict(reader.type_names) if reader.has_types else {}
     config = SegmenterTrainingConfig(
         steps=args.steps,
@@ -149,7 +149,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     check_device(args.device)
     model = load_segmenter(args.model, device=default_device(args.device))
-    reader, samples = _training_split(args)
+    reader, samples = _load_split(args)
     names = dict(model.config.type_names)
     if names and reader.has_types and names != dict(reader.type_names):
         raise ValueError(

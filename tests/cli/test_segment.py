@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from synthaug.cli.main import main
 from synthaug.segment import TYPE_FREE_METRICS
@@ -16,11 +15,8 @@ FAST = ["--steps", "2", "--batch-size", "2", "--crop", "32", "--encoder", "resne
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs on one torch thread (the shared ``one_torch_thread`` fixture)."""
 
 
 def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys):

@@ -25,11 +25,8 @@ def samples() -> list[Sample]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs on one torch thread (the shared ``one_torch_thread`` fixture)."""
 
 
 @pytest.fixture(scope="module")
