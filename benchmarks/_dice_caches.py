@@ -37,6 +37,7 @@ CACHES = (
 
 def sample_caches(
     splits: dict,
+    names: set[str],
     work: Path,
     *,
     model: str,
@@ -46,7 +47,7 @@ def sample_caches(
     steps: int,
     device: str = "cpu",
 ) -> dict[str, str]:
-    """Sample (or finish) every cache under ``work/caches``; returns ``{name: url}``."""
+    """Sample (or finish) the caches ``names`` under ``work/caches``; returns every ``{name: url}``."""
     from synthaug.sampling.generate import generate_to_cache
     from synthaug.sampling.mask_sources import RealMaskSource
     from synthaug.sampling.pipeline import load_pipeline
@@ -58,7 +59,7 @@ def sample_caches(
         url = str(work / "caches" / f"{spec.name}.zarr")
         urls[spec.name] = url
         split = splits[spec.keep]
-        if _complete(url, num_samples):
+        if spec.name not in names or _complete(url, num_samples):
             continue
         pipeline = pipeline or load_pipeline(model, device=device)
         source = RealMaskSource(split.train, size=(tile, tile), seed=0, split=split)

@@ -8,12 +8,17 @@ Arms (same network, step budget, crops and augmentations; they differ only in th
   real10+untargeted    + synthetic pairs on the kept tiles' masks as they are
   real10+targeted      + synthetic pairs on the kept tiles' masks, epithelial share raised
 
+Ablations (not run unless named in ``--arms``): ``real100-random-init`` and ``real10-random-init``
+train the real-only arms from a random encoder, to measure what the ImageNet encoder brings.
+
 Synthetic pairs come from the shipped ``consep`` MSDM (``--model``), sampled once into three zarr
 caches under ``--work-dir`` (``_dice_caches.py``) from training masks only; ``SyntheticAugment``
 swaps a draw for a cached pair with probability ``--prob-full`` / ``--prob-scarce`` (targeted arms
 draw pairs in proportion to their epithelial nuclei). Every (arm, seed) run writes its result when
 it finishes, so the benchmark runs across sessions: call it again and it continues; ``--minutes``
-stops starting new runs after that budget. The report is rebuilt from every finished run each time.
+stops starting new runs after that budget. The report is rebuilt from every finished run in
+``--work-dir`` each time (whatever ``--arms`` names), and caches are sampled only for arms that still
+have runs to do.
 
 Scoring on all CoNSeP test patches (``synthaug.segment.evaluate_segmenter``): Dice, AJI, PQ (per
 image), mPQ (CoNIC), detection and per-type F1 (HoVer-Net's centroid pairing, 12 px). Outputs in
@@ -50,7 +55,14 @@ from _common import (  # noqa: E402
 from _dice_caches import RARE, sample_caches  # noqa: E402
 
 ARMS = ("real100", "real100+targeted", "real10", "real10+untargeted", "real10+targeted")
-TWIN = {"real100+targeted": "real100", "real10+untargeted": "real10", "real10+targeted": "real10"}
+ABLATIONS = ("real100-random-init", "real10-random-init")  # the real-only arms without ImageNet weights
+TWIN = {
+    "real100+targeted": "real100",
+    "real10+untargeted": "real10",
+    "real10+targeted": "real10",
+    "real100-random-init": "real100",
+    "real10-random-init": "real10",
+}
 CACHE_OF = {
     "real100+targeted": "targeted100",
     "real10+untargeted": "untargeted10",
@@ -107,9 +119,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.steps:
         args.budget = Budget(args.steps, *list(vars(args.budget).values())[1:])
     args.arms = [a for a in args.arms.split(",") if a]
-    unknown = sorted(set(args.arms) - set(ARMS))
+    unknown = sorted(set(args.arms) - set(ARMS + ABLATIONS))
     if unknown:
-        parser.error(f"unknown arms {unknown}; choose among {list(ARMS)}.")
+        parser.error(f"unknown arms {unknown}; choose among {list(ARMS + ABLATIONS)}.")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1 (3 for a spread).")
     return args
@@ -162,8 +174,10 @@ def _toy_split():
 
 def prepare_caches(args, splits) -> tuple[dict[str, str], str]:
     if not args.quick:
+        to_do = [a for a in args.arms if any(not _finished(args, a, s) for s in range(args.seeds))]
         urls = sample_caches(
             splits,
+            {CACHE_OF[a] for a in to_do if a in CACHE_OF},
             args.work_dir,
             model=args.model,
             tile=args.budget.crop,
@@ -182,7 +196,11 @@ def prepare_caches(args, splits) -> tuple[dict[str, str], str]:
 
 def keep_of(arm: str) -> str:
     """Which training split an arm uses: "100" (every tile) or "10" (the scarcity cut)."""
-    return arm.split("+")[0].removeprefix("real")
+    return arm.split("+")[0].removesuffix("-random-init").removeprefix("real")
+
+
+def _finished(args, arm: str, seed: int) -> bool:
+    return (args.work_dir / "runs" / arm / f"seed{seed}" / "result.json").is_file()
 
 
 def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
@@ -208,7 +226,11 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         ).set_random_state(seed)
     b = args.budget
     config = SegmenterTrainingConfig(
-        steps=b.steps, batch_size=b.batch_size, crop=b.crop, seed=seed, model=SegmenterConfig(names)
+        steps=b.steps,
+        batch_size=b.batch_size,
+        crop=b.crop,
+        seed=seed,
+        model=SegmenterConfig(names, pretrained=not arm.endswith("-random-init")),
     )
     started = time.time()
     if (folder / "train" / "model").is_dir():  # trained, killed before scoring: score it now
@@ -277,26 +299,37 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     splits, data_note = load_splits(args)
     caches, cache_note = prepare_caches(args, splits)
-    done, skipped = [], []
+    skipped = []
     for seed in range(args.seeds):  # seed-major, so a partial benchmark has every arm at equal n
         for arm in args.arms:
-            finished = (args.work_dir / "runs" / arm / f"seed{seed}" / "result.json").is_file()
-            if not finished and args.minutes is not None and time.time() - started > 60 * args.minutes:
+            late = args.minutes is not None and time.time() - started > 60 * args.minutes
+            if late and not _finished(args, arm, seed):
                 skipped.append(f"{arm} s{seed}")
                 continue
-            done.append(run_arm(args, arm, seed, splits, caches))
-    report(args, done, splits, data_note, cache_note)
+            run_arm(args, arm, seed, splits, caches)
+    report(args, splits, data_note, cache_note)
     if skipped:
         print(f"time budget spent; not started: {', '.join(skipped)} (run the same command to continue)")
     return 0
 
 
-def report(args, results: list[dict], splits, data_note: str, cache_note: str) -> None:
+def finished_runs(work_dir: Path) -> dict[str, list[dict]]:
+    """Every finished run under ``work_dir``, ``{arm: [result, ...]}`` by seed, arms in report order."""
+    per_arm = {}
+    for arm in ARMS + ABLATIONS:
+        files = sorted((work_dir / "runs" / arm).glob("seed*/result.json"))
+        rows = sorted((json.loads(f.read_text()) for f in files), key=lambda r: r["seed"])
+        if rows:
+            per_arm[arm] = rows
+    return per_arm
+
+
+def report(args, splits, data_note: str, cache_note: str) -> None:
     from _dice_report import plot_predictions, plot_scores, print_table
 
     args.out.mkdir(parents=True, exist_ok=True)
-    per_arm = {arm: [r for r in results if r["arm"] == arm] for arm in args.arms}
-    per_arm = {k: sorted(v, key=lambda r: r["seed"]) for k, v in per_arm.items() if v}
+    per_arm = finished_runs(args.work_dir)
+    results = [r for rows in per_arm.values() for r in rows]
     summary = {
         arm: {
             m: dict(zip(("mean", "std"), mean_std([r["metrics"][m] for r in rows])), n=len(rows))
@@ -337,7 +370,8 @@ def report(args, results: list[dict], splits, data_note: str, cache_note: str) -
             "target_share": args.share,
             "rare_type": RARE,
             "threads": torch.get_num_threads(),
-            "segmenter": "SMP U-Net, ImageNet EfficientNet-Lite0 encoder, NP/HV/TP heads, HoVerNetLoss",
+            "segmenter": "SMP U-Net, ImageNet EfficientNet-Lite0 encoder (random in *-random-init), "
+            "NP/HV/TP heads, HoVerNetLoss",
             "instances": "MONAI HoVerNetInstanceMapPostProcessing (watershed on HV gradients)",
             "F1 pairing radius px": 12,
         },
@@ -356,16 +390,18 @@ def report(args, results: list[dict], splits, data_note: str, cache_note: str) -
     plot_scores(summary, per_arm, title=title).savefig(args.out / "scores.png", dpi=120)
     test = splits["100"].test
     index = _figure_index(splits["100"])
-    arms = {
-        arm: np.load(args.work_dir / "runs" / arm / "seed0" / "figure_prediction.npy")
-        for arm in per_arm
-        if (args.work_dir / "runs" / arm / "seed0" / "figure_prediction.npy").is_file()
-    }
+    shown = {arm: args.work_dir / "runs" / arm / "seed0" / "figure_prediction.npy" for arm in per_arm}
+    missing = [arm for arm, f in shown.items() if not f.is_file()]
+    print_table(summary, comparisons)
+    print(f"wrote {args.out}/results.json, summary.json, scores.png")
+    if missing:  # e.g. a work dir rebuilt from results.json: keep the figure that shows every arm
+        print(f"predictions.png left as it is: no seed-0 prediction kept for {', '.join(missing)}")
+        return
+    arms = {arm: np.load(f) for arm, f in shown.items()}
     plot_predictions(test[index], arms, dict(splits["100"].type_names)).savefig(
         args.out / "predictions.png", dpi=110
     )
-    print_table(summary, comparisons)
-    print(f"wrote {args.out}/results.json, summary.json, scores.png, predictions.png")
+    print(f"wrote {args.out}/predictions.png")
 
 
 def _by_seed(rows: list[dict], metric: str, seeds: list[int]) -> list[float]:

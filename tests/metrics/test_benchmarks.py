@@ -36,7 +36,7 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert set(summary) == set(bench.ARMS)
     assert set(summary["real10+targeted"]) == set(bench.METRICS)
     assert summary["real100"]["PQ"]["n"] == 2 and 0.0 <= summary["real100"]["PQ"]["mean"] <= 1.0
-    assert set(record["vs_real_only"]) == set(bench.TWIN)
+    assert set(record["vs_real_only"]) == set(bench.TWIN) - set(bench.ABLATIONS)  # ablations: on request
     assert record["vs_real_only"]["real10+targeted"]["baseline"] == "real10"
     assert record["num_train"]["10"] < record["num_train"]["100"]
     shares = {(r["arm"], r["seed"]): r["synthetic_fraction"] for r in record["runs"]}
@@ -51,6 +51,9 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert bench.main([*argv, "--seeds", "3"]) == 0
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
     assert json.loads((out / "summary.json").read_text())["real100"]["PQ"]["n"] == 3
+    # naming one arm runs nothing new and still reports every finished run
+    assert bench.main([*argv, "--seeds", "3", "--arms", "real10"]) == 0
+    assert set(json.loads((out / "summary.json").read_text())) == set(bench.ARMS)
 
 
 @pytest.mark.slow
