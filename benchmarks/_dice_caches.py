@@ -66,7 +66,7 @@ def sample_caches(
         target = None
         if spec.targeted:
             target = {"type": RARE, "share": share, "by": "instances"}
-            source = TargetedMaskSource(source, TargetingPolicy(RARE, share), seed=0)
+            source = TargetedMaskSource(source, TargetingPolicy(RARE, share), seed=0)  # split's vocabulary
         print(f"cache {spec.name}: {num_samples} pairs of {tile}px from {len(split.train)} training patches")
         generate_to_cache(
             pipeline,

@@ -216,12 +216,13 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
     names = dict(split.type_names)
     synthetic = None
     if arm in CACHE_OF:
-        rare = next(k for k, v in names.items() if v == RARE)
+        rare = split.vocabulary.resolve(RARE)
         synthetic = SyntheticAugment(
             caches[CACHE_OF[arm]],
             prob=args.prob_scarce if keep_of(arm) == "10" else args.prob_full,
             target_types=[rare] if "targeted" in arm and "untargeted" not in arm else None,
             num_types=max(names),
+            type_names=names,
             preload=True,
         ).set_random_state(seed)
     b = args.budget

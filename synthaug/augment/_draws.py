@@ -13,13 +13,21 @@ COUNT_BY = ("instances", "pixels")
 _CACHE_API = ("read", "type_pixel_counts", "type_instance_counts", "num_types", "height", "width")
 
 
-def check_cache(cache: Any, name: str = "cache", *, num_types: int | None = None) -> int:
+def check_cache(
+    cache: Any,
+    name: str = "cache",
+    *,
+    num_types: int | None = None,
+    type_names: Mapping[int, str] | None = None,
+) -> int:
     """Check that ``cache`` is a usable, non-empty ``SyntheticCache``; returns its length.
 
     Raises:
         TypeError: ``cache`` lacks the ``SyntheticCache`` interface.
-        ValueError: the cache holds no committed sample, or its number of types differs from
-            ``num_types`` (the real data's).
+        ValueError: the cache holds no committed sample, its number of types differs from
+            ``num_types`` (the real data's), or the class names it records differ from
+            ``type_names`` (the real data's, e.g. ``reader.type_names``): type 3 must mean the same
+            class in both.
     """
     missing = [attr for attr in _CACHE_API if not hasattr(cache, attr)]
     if missing or not hasattr(cache, "__len__"):
@@ -38,6 +46,14 @@ def check_cache(cache: Any, name: str = "cache", *, num_types: int | None = None
             f"`{name}` holds {cache.num_types} nucleus types but the real data has {num_types}; "
             "sample a cache with the real dataset's type list (or remap the types) before mixing."
         )
+    recorded = getattr(cache, "type_names", None)
+    if type_names is not None and recorded is not None:
+        wanted = {int(k): str(v) for k, v in type_names.items()}
+        if wanted != recorded:
+            raise ValueError(
+                f"`{name}` was sampled on masks with types {recorded} but the real data has {wanted}; "
+                "sample a cache from this dataset's masks (the same id must mean the same class)."
+            )
     return length
 
 

@@ -67,6 +67,7 @@ class SyntheticMixDataset(Dataset):
         inst_key: key of the instance mask in the real items (``None``: absent).
         label_kind: ``"type"`` or ``"foreground"``: what the label holds.
         num_types: the real data's number of types; a cache with another number is refused.
+        type_names: the real data's type id -> class name; a cache that records other names is refused.
         transform: applied to every item (e.g. a MONAI ``Compose``).
         preload: decode the whole cache into memory now, as in :class:`SyntheticAugment`
             (``"auto"``: caches up to 1 GiB decoded).
@@ -93,6 +94,7 @@ class SyntheticMixDataset(Dataset):
         inst_key: Hashable | None = "inst",
         label_kind: str = "type",
         num_types: int | None = None,
+        type_names: Mapping[int, str] | None = None,
         transform: Callable[[dict[Hashable, Any]], Any] | None = None,
         preload: bool | str = "auto",
         flag_key: str = "is_synthetic",
@@ -101,7 +103,7 @@ class SyntheticMixDataset(Dataset):
             raise ValueError("`real` must be a non-empty dataset (a sequence of sample dictionaries).")
         self.real = real
         self.cache = open_cache(cache)
-        check_cache(self.cache, num_types=num_types)
+        check_cache(self.cache, num_types=num_types, type_names=type_names)
         self.share = synthetic_share(ratio)
         if length is None and self.share == 1:
             raise ValueError("`ratio` 1 (synthetic only) needs `length`, the number of items per epoch.")

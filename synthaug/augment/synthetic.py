@@ -87,6 +87,8 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         crop: ``"random"``, ``"center"`` or ``"resize"``.
         label_kind: what the label key holds: ``"type"`` (type map) or ``"foreground"`` (0/1).
         num_types: the real data's number of nucleus types; a cache with another number is refused.
+        type_names: the real data's type id -> class name (``reader.type_names``); a cache that
+            records other names is refused.
         margin: paste mode: free pixels required between pasted and real nuclei.
         read_ahead: number of cache reads kept in flight on a background thread (0: read inline).
         preload: decode the whole cache into memory now (``N x H x W x 8`` bytes), so draws cost no
@@ -119,6 +121,7 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         crop: str = "random",
         label_kind: str = "type",
         num_types: int | None = None,
+        type_names: Mapping[int, str] | None = None,
         margin: int = 1,
         read_ahead: int = 2,
         preload: bool | str = "auto",
@@ -130,7 +133,7 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         if not 1 <= len(self.keys) <= 2:
             raise ValueError(f"`keys` must be (image_key, label_key) or (image_key,), got {self.keys}.")
         self.cache = open_cache(cache)
-        check_cache(self.cache, num_types=num_types)
+        check_cache(self.cache, num_types=num_types, type_names=type_names)
         self.num_types = self.cache.num_types
         self.tile_hw = (self.cache.height, self.cache.width)
         self.inst_key = inst_key

@@ -128,13 +128,15 @@ def _mask_source(args: argparse.Namespace):
     if args.data is not None:
         from synthaug.data import open_dataset
 
-        samples = open_dataset(args.data, args.reader).load(args.split)
+        reader = open_dataset(args.data, args.reader)
+        samples = reader.load(args.split)
         samples = [s for s in samples if all(s.meta.get(k) == v for k, v in args.filter.items())]
         if not samples:
             raise SystemExit(f"no {args.split!r} samples in {args.data} match --filter {args.filter}")
         edits = [e for e in args.edits.split(",") if e]
         size = None if args.size is None else (args.size, args.size)
-        source = RealMaskSource(samples, edits=edits, size=size, seed=args.seed)
+        # The reader's vocabulary resolves --target-type and records the class names in the store.
+        source = RealMaskSource(samples, edits=edits, size=size, seed=args.seed, vocabulary=reader.vocabulary)
     else:
         size = 256 if args.size is None else args.size
         source = LayoutMaskSource(size, size, seed=args.seed, meta=args.meta)

@@ -134,10 +134,14 @@ def _synthetic(args, reader, names):
 
     from synthaug.augment import SyntheticAugment
 
-    target = None if args.target_type is None else [reader.resolve_type(args.target_type)]
+    target = None
+    if args.target_type is not None:
+        target = [reader.vocabulary.resolve(args.target_type, "--target-type")]
     prob = args.prob / len(args.cache)
     parts = [
-        SyntheticAugment(store, prob=prob, target_types=target, num_types=max(names, default=1))
+        SyntheticAugment(
+            store, prob=prob, target_types=target, num_types=max(names, default=1), type_names=names or None
+        )
         for store in args.cache
     ]
     return parts[0] if len(parts) == 1 else Compose(parts)

@@ -20,8 +20,11 @@ from synthaug.data.stats import group_colour_stats
 from synthaug.data.tiling import crop_sample, tile_positions, tile_sample, tile_samples
 from synthaug.data.toy import render_toy_tile
 from synthaug.data.validate import build_sample, compact_instances
+from synthaug.data.vocabulary import CONSEP_TYPES, UNTYPED, TypeVocabulary
 
 __all__ = [
+    "CONSEP_TYPES",
+    "UNTYPED",
     "BenchmarkSplit",
     "DatasetReader",
     "NucleiDataset",
@@ -43,4 +46,5 @@ __all__ = [
     "tile_positions",
     "tile_sample",
     "tile_samples",
+    "TypeVocabulary",
 ]

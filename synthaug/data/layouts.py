@@ -32,11 +32,7 @@ from synthaug._validation import check_instance_mask, check_probability
 from synthaug.conditions import type_map_from_instances
 from synthaug.data.record import Sample
 from synthaug.data.validate import compact_instances
-
-NUCLEUS_TYPES: dict[int, str] = {1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"}
-"""CoNSeP's merged nucleus types (HoVer-Net paper), the type ids every layout uses."""
-
-_TYPE_ALIASES = {"columnar": 3, "miscellaneous": 1, "lymphocyte": 2, "fibroblast": 4}
+from synthaug.data.vocabulary import CONSEP_TYPES
 
 # Semi-axes (major, minor) in px at 40x, size=1; see the module docstring for CoNSeP's values.
 _SEMI_AXES = {1: (7.5, 4.5), 2: (8.0, 6.5), 3: (14.0, 6.5), 4: (12.0, 4.2)}
@@ -44,29 +40,6 @@ _SEMI_AXES = {1: (7.5, 4.5), 2: (8.0, 6.5), 3: (14.0, 6.5), 4: (12.0, 4.2)}
 _PLACEMENT_ORDER = (3, 4, 2, 1)
 DEFAULT_TYPE_SHARES: dict[int, float] = {1: 0.05, 2: 0.25, 3: 0.4, 4: 0.3}
 _MIN_PIXELS = 8  # a nucleus cut by the tile border keeps at least this many pixels
-
-
-def resolve_type_id(value: int | str, name: str = "type") -> int:
-    """Map a CoNSeP type name (or alias such as ``"columnar"``) or id to its id in 1..4.
-
-    Raises:
-        ValueError: for an unknown name or an id outside 1..4 (the message lists the valid ones).
-        TypeError: for anything but an ``int`` or ``str``.
-    """
-    valid = ", ".join(f"{k}={v}" for k, v in NUCLEUS_TYPES.items())
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, str)):
-        raise TypeError(f"`{name}` must be a type id or name ({valid}), got {type(value).__name__}.")
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        by_name = {v: k for k, v in NUCLEUS_TYPES.items()} | _TYPE_ALIASES
-        if lowered.isdigit():
-            return resolve_type_id(int(lowered), name)
-        if lowered not in by_name:
-            raise ValueError(f"`{name}` {value!r} is not a nucleus type; use one of {valid} or 'columnar'.")
-        return by_name[lowered]
-    if int(value) not in NUCLEUS_TYPES:
-        raise ValueError(f"`{name}` {int(value)} is not a nucleus type id; use one of {valid}.")
-    return int(value)
 
 
 @dataclass(eq=False)  # array fields: identity equality; compare `inst`/`types` explicitly
@@ -245,11 +218,11 @@ def generate_layout(
 def _normalise_shares(type_shares: Mapping[int | str, float]) -> np.ndarray:
     if not isinstance(type_shares, Mapping) or not type_shares:
         raise TypeError(f"`type_shares` must be a non-empty mapping type -> share, got {type_shares!r}.")
-    shares = np.zeros(len(NUCLEUS_TYPES) + 1)
+    shares = np.zeros(CONSEP_TYPES.num_types + 1)
     for key, value in type_shares.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"`type_shares[{key!r}]` must be a non-negative number, got {value!r}.")
-        shares[resolve_type_id(key, "type_shares key")] += value
+        shares[CONSEP_TYPES.resolve(key, "type_shares key")] += value
     if shares.sum() <= 0:
         raise ValueError("`type_shares` must have at least one positive share.")
     return shares / shares.sum()
@@ -475,9 +448,7 @@ def place_ellipses_reference(ellipses, cand_types, quota, inst, gap, min_pixels)
 
 __all__ = [
     "DEFAULT_TYPE_SHARES",
-    "NUCLEUS_TYPES",
     "Layout",
     "generate_layout",
-    "resolve_type_id",
     "sanitize_instances",
 ]

@@ -28,6 +28,7 @@ import numpy as np
 from synthaug._validation import check_choice, check_probability
 from synthaug.data.readers.base import DatasetReader
 from synthaug.data.record import Sample
+from synthaug.data.vocabulary import TypeVocabulary, resolve_type
 
 MANIFEST_FORMAT = "synthaug.benchmark_split/1"
 _SPLITS = ("train", "val", "test")
@@ -68,6 +69,8 @@ class BenchmarkSplit:
         val: optional validation samples.
         type_names: type id -> class name, for reports and for targeting a class by name.
         provenance: JSON-serialisable record of how the split was made (reader, scenario, seed, ...).
+        type_aliases: other names of the classes (e.g. ``{"columnar": 3}``); with ``type_names`` they
+            are :attr:`vocabulary`, the dataset's one name -> id mapping.
 
     Raises:
         ValueError: if a sample name, group or content fingerprint (:func:`sample_fingerprint`)
@@ -80,6 +83,7 @@ class BenchmarkSplit:
     val: tuple[Sample, ...] = ()
     type_names: Mapping[int, str] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    type_aliases: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split in _SPLITS:
@@ -94,13 +98,20 @@ class BenchmarkSplit:
             if len(set(names)) != len(names):
                 dupes = sorted({n for n in names if names.count(n) > 1})
                 raise ValueError(f"`{split}` holds sample names more than once: {dupes[:5]}.")
-        object.__setattr__(self, "type_names", {int(k): str(v) for k, v in self.type_names.items()})
+        vocabulary = TypeVocabulary(self.type_names, self.type_aliases)  # validates both
+        object.__setattr__(self, "type_names", dict(vocabulary.names))
+        object.__setattr__(self, "type_aliases", dict(vocabulary.aliases))
         try:  # a JSON round trip both checks and deep-copies, so later edits to the input cannot leak in
             object.__setattr__(self, "provenance", json.loads(json.dumps(dict(self.provenance))))
         except TypeError as err:
             raise ValueError(f"`provenance` must be JSON-serialisable: {err}.") from err
         for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
             self._check_disjoint(a, b)
+
+    @property
+    def vocabulary(self) -> TypeVocabulary:
+        """The split's types and aliases: ``split.vocabulary.resolve("epithelial")`` is an id."""
+        return TypeVocabulary(self.type_names, self.type_aliases)
 
     def _check_disjoint(self, a: str, b: str) -> None:
         left, right = getattr(self, a), getattr(self, b)
@@ -149,6 +160,7 @@ class BenchmarkSplit:
             test=reader.load(test),
             val=reader.load(val) if val is not None else (),
             type_names=reader.type_names,
+            type_aliases=reader.type_aliases,
             provenance=provenance,
         )
 
@@ -191,6 +203,7 @@ class BenchmarkSplit:
         return {
             "format": MANIFEST_FORMAT,
             "type_names": {str(k): v for k, v in self.type_names.items()},
+            "type_aliases": dict(self.type_aliases),
             "provenance": self.provenance,
             "splits": splits,
         }
@@ -232,7 +245,8 @@ class BenchmarkSplit:
                     f"{path}: annotations of `{split}` samples {changed[:5]} differ from the manifest."
                 )
         type_names = {int(k): v for k, v in record["type_names"].items()}
-        return cls(**parts, type_names=type_names, provenance=record["provenance"])
+        aliases = record.get("type_aliases", {})  # manifests before aliases were recorded have none
+        return cls(**parts, type_names=type_names, type_aliases=aliases, provenance=record["provenance"])
 
 
 def split_by_group(
@@ -242,6 +256,7 @@ def split_by_group(
     val_fraction: float = 0.0,
     seed: int = 0,
     type_names: Mapping[int, str] | None = None,
+    type_aliases: Mapping[str, int] | None = None,
 ) -> BenchmarkSplit:
     """Split samples so all patches of a tile (``Sample.group``) land in the same split.
 
@@ -254,6 +269,7 @@ def split_by_group(
         val_fraction: share of groups for validation, in [0, 1); 0 makes no validation split.
         seed: random seed of the shuffle.
         type_names: type id -> class name, kept on the result.
+        type_aliases: other class names (``reader.type_aliases``), kept on the result.
 
     Returns:
         A :class:`BenchmarkSplit` (``.train``, ``.val``, ``.test``).
@@ -297,22 +313,9 @@ def split_by_group(
         test=[samples[i] for i in sorted(test)],
         val=[samples[i] for i in sorted(val)],
         type_names=type_names or {},
+        type_aliases=type_aliases or {},
         provenance=provenance,
     )
-
-
-def _resolve(split: BenchmarkSplit, rare_type: int | str) -> int:
-    if isinstance(rare_type, str):
-        lookup = {v.lower(): k for k, v in split.type_names.items()}
-        if rare_type.lower() not in lookup:
-            raise ValueError(
-                f"`rare_type` {rare_type!r} is not one of {sorted(lookup)}; pass a type id, or "
-                "`reader.resolve_type(name)` for aliases."
-            )
-        return lookup[rare_type.lower()]
-    if isinstance(rare_type, bool) or not isinstance(rare_type, (int, np.integer)):
-        raise TypeError(f"`rare_type` must be a type id or a class name, got {type(rare_type).__name__}.")
-    return int(rare_type)
 
 
 def scarcity_scenario(
@@ -336,7 +339,7 @@ def scarcity_scenario(
 
     Args:
         split: the full benchmark split.
-        rare_type: the class to make rare, by id or by ``split.type_names`` name.
+        rare_type: the class to make rare, by id, name or alias (``split.vocabulary``).
         target_share: the largest share of training nuclei the rare class may keep, in [0, 1).
         keep_fraction: share of training units to keep, in (0, 1].
         unit: ``"group"`` (drop whole tiles) or ``"sample"`` (drop single patches).
@@ -379,7 +382,10 @@ def scarcity_scenario(
         scenario["keep_fraction"] = keep_fraction
 
     if rare_type is not None:
-        rare = _resolve(split, rare_type)
+        # a split without type names (toy data) still takes ids; a name needs the vocabulary
+        rare = resolve_type(rare_type, split.vocabulary if split.type_names else None, "rare_type")
+        if rare is None:
+            raise ValueError(f"`rare_type` {rare_type!r} is a name but `split` names no types; give an id.")
         check_probability(target_share, "target_share")
         if target_share >= 1:
             raise ValueError("`target_share` must be < 1 for the class to become rare.")
@@ -418,5 +424,10 @@ def scarcity_scenario(
     scenario["dropped_train"] = [s.name for s in split.train if s.name not in kept_names]
     provenance = {**split.provenance, "scenario": scenario}
     return BenchmarkSplit(
-        train=train, test=split.test, val=split.val, type_names=split.type_names, provenance=provenance
+        train=train,
+        test=split.test,
+        val=split.val,
+        type_names=split.type_names,
+        type_aliases=split.type_aliases,
+        provenance=provenance,
     )

@@ -30,12 +30,12 @@ from synthaug._validation import default_device
 from synthaug._version import __version__
 from synthaug.conditions import ConditionLayout, colour_stats, compute_hv_maps
 from synthaug.data import BenchmarkSplit, Sample, count_instances, open_dataset, tile_samples
-from synthaug.data.layouts import NUCLEUS_TYPES
 from synthaug.data.toy import make_toy_samples
+from synthaug.data.vocabulary import CONSEP_TYPES
 from synthaug.demo.report import save_loss_curves, save_score_bars, write_report
 from synthaug.viz import save_pair_grid
 
-EPITHELIAL = 3  # CoNSeP's merged type 3: epithelial, the columnar cells of colon
+TARGET_CLASS = "epithelial"  # the columnar cells of colon; its id comes from the data's vocabulary
 
 # Training tiles are deliberately poor in epithelial nuclei: the data-scarcity case synthaug targets.
 SCARCE_TRAIN_SHARES = {"other": 0.10, "inflammatory": 0.40, "epithelial": 0.05, "spindle": 0.45}
@@ -161,7 +161,8 @@ def load_split(config: DemoConfig) -> tuple[BenchmarkSplit, bool]:
         split = BenchmarkSplit(
             _renamed(train, "train_"),
             _renamed(test, "test_"),
-            type_names={k: v for k, v in NUCLEUS_TYPES.items() if k > 0},
+            type_names=CONSEP_TYPES.names,  # generated layouts use CoNSeP's types
+            type_aliases=CONSEP_TYPES.aliases,
             provenance={
                 "data": "generated layouts + toy H&E renders",
                 "train_type_shares": SCARCE_TRAIN_SHARES,
@@ -187,6 +188,7 @@ def load_split(config: DemoConfig) -> tuple[BenchmarkSplit, bool]:
         tiles("train", config.num_train),
         tiles("test", config.num_test),
         type_names=reader.type_names,
+        type_aliases=reader.type_aliases,
         provenance={"data": str(config.data), "reader": reader.name, "tile_size": size, "seed": config.seed},
     )
     return split, False
@@ -244,6 +246,13 @@ def run_demo(config: DemoConfig) -> DemoResult:
     split, is_toy = load_split(config)
     type_names = dict(split.type_names)
     num_classes = max(type_names) + 1
+    try:  # PanNuke's epithelial is 5, CoNSeP's 3: the data's own vocabulary decides
+        target_id = split.vocabulary.resolve(TARGET_CLASS, "the demo's target class")
+    except ValueError as err:
+        raise ValueError(
+            f"the demo targets {TARGET_CLASS!r} nuclei, but `data` {config.data} has types "
+            f"{split.vocabulary.describe()}; use data with an epithelial class (CoNSeP, PanNuke, Lizard)."
+        ) from err
     lap("1 data")
 
     # 2. Conditions
@@ -277,7 +286,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
     lap("3 MSDM loading")
 
     # 4. Targeted sampling into the zarr cache
-    policy = TargetingPolicy(type=EPITHELIAL, share=config.target_share, tolerance=0.1)
+    policy = TargetingPolicy(target_id, config.target_share, tolerance=0.1, vocabulary=split.vocabulary)
     if is_toy:
         base = LayoutMaskSource(
             config.tile_size,
@@ -301,7 +310,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
         guidance=config.guidance,
         num_inference_steps=config.inference_steps,
         colour=train_colour,
-        target={"type": type_names.get(EPITHELIAL, str(EPITHELIAL)), "share": config.target_share},
+        target={"type": type_names[target_id], "share": config.target_share},
     )
     shown = [cache.read(i) for i in range(min(4, len(cache)))]
     save_pair_grid(
@@ -315,9 +324,9 @@ def run_demo(config: DemoConfig) -> DemoResult:
         suptitle="MSDM samples targeted at epithelial nuclei (image painted on the mask)",
     )
     counts = cache.type_instance_counts().sum(axis=0)
-    synth_share = float(counts[EPITHELIAL] / max(1, counts[1:].sum()))
+    synth_share = float(counts[target_id] / max(1, counts[1:].sum()))
     train_counts = count_instances(split.train)
-    real_share = train_counts.get(EPITHELIAL, 0) / max(1, sum(train_counts.values()))
+    real_share = train_counts.get(target_id, 0) / max(1, sum(train_counts.values()))
     lap("4 sampling")
 
     # 5. Segmentation with and without SyntheticAugment: the HoVer-Net-style segmenter, same seed and budget
@@ -330,7 +339,12 @@ def run_demo(config: DemoConfig) -> DemoResult:
         model=SegmenterConfig(type_names),
     )
     synthetic = SyntheticAugment(
-        cache, prob=config.synthetic_prob, target_types=[EPITHELIAL], num_types=num_classes - 1, read_ahead=0
+        cache,
+        prob=config.synthetic_prob,
+        target_types=[target_id],
+        num_types=num_classes - 1,
+        type_names=type_names,
+        read_ahead=0,
     )
     runs = {
         "real only": train_segmenter(

@@ -82,6 +82,21 @@ def merge_ranges(ranges: Iterable[Sequence[int]]) -> list[Range]:
     return [(a, b) for a, b in merged]
 
 
+def _check_type_names(type_names: Mapping[int, str] | None, num_types: int) -> dict[int, str] | None:
+    if type_names is None:
+        return None
+    if not isinstance(type_names, Mapping):
+        raise TypeError(f"`type_names` must be a mapping type id -> name, got {type(type_names).__name__}.")
+    names = {}
+    for key, value in type_names.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 1 <= key <= num_types:
+            raise ValueError(f"`type_names` ids must be ints in 1..num_types={num_types}, got {key!r}.")
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"`type_names[{key}]` must be a non-empty name, got {value!r}.")
+        names[int(key)] = value
+    return dict(sorted(names.items()))
+
+
 def type_counts(inst: np.ndarray, type_map: np.ndarray, num_types: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixels and instances per type of one sample.
 
@@ -154,6 +169,7 @@ class SyntheticCache:
         height: int,
         width: int,
         num_types: int,
+        type_names: Mapping[int, str] | None = None,
         attrs: Mapping[str, Any] | None = None,
         model_hash: str | None = None,
         exist_ok: bool = False,
@@ -166,6 +182,9 @@ class SyntheticCache:
             height: tile height in pixels.
             width: tile width in pixels.
             num_types: number of nucleus types ``T`` (type maps hold ``0..T``).
+            type_names: type id -> class name of the masks (``mask_source.vocabulary.names``); ids
+                within ``1..T``. Recorded so a consumer can refuse a cache whose types mean other
+                classes than its real data's (``None``: unknown, nothing to check).
             attrs: JSON-serialisable attributes stored in the header (model config, prompts...).
             model_hash: hash of the model checkpoint that fills the cache; checked on every open.
             exist_ok: open an existing cache with the same shape, types and model instead of failing.
@@ -182,6 +201,7 @@ class SyntheticCache:
         for name, value in (("height", height), ("width", width), ("num_types", num_types)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        names = _check_type_names(type_names, int(num_types))
         try:
             attrs = json.loads(json.dumps(dict(attrs or {})))
         except TypeError as err:
@@ -202,6 +222,12 @@ class SyntheticCache:
                         f"existing cache {url!r} has {key}={cache._header[key]} but {key}={value} was "
                         "requested; write to a new store or use matching settings."
                     )
+            known = cache.type_names
+            if names is not None and known is not None and names != known:
+                raise ValueError(
+                    f"existing cache {url!r} records types {known} but {names} were requested; "
+                    "write to a new store or use the same dataset's masks."
+                )
             return cache
         h, w, t = int(height), int(width), int(num_types)
         specs = {
@@ -224,6 +250,7 @@ class SyntheticCache:
             "height": h,
             "width": w,
             "num_types": t,
+            "type_names": None if names is None else {str(k): v for k, v in names.items()},
             "model_hash": model_hash,
             "synthaug_version": __version__,
             "attrs": attrs,
@@ -390,6 +417,12 @@ class SyntheticCache:
     @property
     def num_types(self) -> int:
         return int(self.header["num_types"])
+
+    @property
+    def type_names(self) -> dict[int, str] | None:
+        """Type id -> class name of the masks, as recorded at creation (``None``: not recorded)."""
+        names = self.header.get("type_names")
+        return None if names is None else {int(k): v for k, v in names.items()}
 
     @property
     def capacity(self) -> int:

@@ -75,13 +75,41 @@ def _layout_at(source: LayoutSource, index: int) -> dict[str, Any]:
 
             colour = colour_stats(item.image, inst).as_vector()
     colour = None if colour is None else np.asarray(colour, dtype=np.float32)
+    inst, types, inst_types = np.asarray(inst), np.asarray(types), dict(inst_types or {})
+    if inst_types:
+        # The model is conditioned on the type map and the cache stores it: a table that says
+        # otherwise would be recorded as truth while the image shows something else.
+        from synthaug.conditions import instance_types_from_type_map
+
+        voted = instance_types_from_type_map(inst, types)
+        wrong = {k: (int(t), voted[k]) for k, t in inst_types.items() if k in voted and voted[k] != int(t)}
+        if wrong:
+            k, (given, painted) = next(iter(wrong.items()))
+            raise ValueError(
+                f"mask source item {index}: `inst_types` disagree with the type map for {len(wrong)} "
+                f"instance(s), e.g. instance {k} is type {given} in `inst_types` but {painted} in `types`; "
+                "rebuild the type map with synthaug.conditions.type_map_from_instances."
+            )
     return {
-        "inst": np.asarray(inst),
-        "types": np.asarray(types),
-        "inst_types": dict(inst_types or {}),
+        "inst": inst,
+        "types": types,
+        "inst_types": inst_types,
         "meta": dict(meta or {}),
         "colour": colour,
     }
+
+
+def _source_type_names(source: LayoutSource, num_types: int) -> dict[int, str] | None:
+    """The class names the store header records: the mask source's vocabulary (``None``: unknown)."""
+    vocabulary = getattr(source, "vocabulary", None)
+    if vocabulary is None or not len(vocabulary):
+        return None
+    if vocabulary.num_types > num_types:
+        raise ValueError(
+            f"`mask_source` has types {vocabulary.describe()} but the model paints {num_types}; "
+            "sample with a model trained on this dataset's types."
+        )
+    return dict(vocabulary.names)
 
 
 def _distributed() -> tuple[int, int, bool]:
@@ -275,6 +303,7 @@ def generate_to_cache(
     digest = model_hash(pipeline.model)
     first = _layout_at(mask_source, 0)
     height, width = first["inst"].shape
+    type_names = _source_type_names(mask_source, pipeline.model.condition_layout.num_types)
     record = {
         "guidance": guidance,
         "scheduler": type(pipeline.scheduler).__name__,
@@ -291,6 +320,7 @@ def generate_to_cache(
             height=height,
             width=width,
             num_types=pipeline.model.condition_layout.num_types,
+            type_names=type_names,
             num_samples=num_samples,
             resume=resume,
             attrs={**dict(attrs or {}), "run": {**record, "seed": seed, "num_samples": num_samples}},

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -27,9 +27,10 @@ from scipy import ndimage, signal
 from skimage.transform import warp
 
 from synthaug._validation import check_rgb_image
-from synthaug.data.layouts import Layout, generate_layout, resolve_type_id, sanitize_instances
+from synthaug.data.layouts import Layout, generate_layout, sanitize_instances
 from synthaug.data.record import Sample
 from synthaug.data.splits import BenchmarkSplit
+from synthaug.data.vocabulary import CONSEP_TYPES, TypeVocabulary, resolve_type
 
 Edit = Callable[[Layout, np.random.Generator], Layout]
 
@@ -52,9 +53,14 @@ class MaskRecord(Layout):
 
 @runtime_checkable
 class MaskSource(Protocol):
-    """An endless, reproducible stream of masks: ``source[i]`` depends only on ``(seed, i)``."""
+    """An endless, reproducible stream of masks: ``source[i]`` depends only on ``(seed, i)``.
+
+    ``vocabulary`` is the type vocabulary of its masks (``None`` when unknown): targeting a class by
+    name resolves it there, and a cache records its names.
+    """
 
     name: str
+    vocabulary: TypeVocabulary | None
 
     def __getitem__(self, index: int) -> MaskRecord: ...
 
@@ -72,6 +78,7 @@ class IndexedMaskSource:
 
     name: str
     seed: int
+    vocabulary: TypeVocabulary | None = None
 
     def __getitem__(self, index: int) -> MaskRecord:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
@@ -118,6 +125,8 @@ class RealMaskSource(IndexedMaskSource):
         name: recorded as each record's ``source``.
         split: the benchmark split the samples come from; each must then be one of its training
             samples (``BenchmarkSplit.check_training_only``), so no held-out mask is reused.
+        vocabulary: the masks' type vocabulary (``reader.vocabulary``); defaults to ``split``'s when
+            it names types. Lets ``ReplaceInstances("epithelial")`` and targeting resolve names.
 
     Raises:
         TypeError, ValueError: for empty or wrongly typed ``samples``, unknown edit names, a
@@ -133,6 +142,7 @@ class RealMaskSource(IndexedMaskSource):
         seed: int = 0,
         name: str = "real",
         split: BenchmarkSplit | None = None,
+        vocabulary: TypeVocabulary | Mapping[int, str] | None = None,
     ):
         if not isinstance(samples, Sequence) or not samples:
             raise ValueError("`samples` must be a non-empty sequence of Sample or Layout records.")
@@ -142,13 +152,17 @@ class RealMaskSource(IndexedMaskSource):
             if not all(isinstance(s, Sample) for s in samples):
                 raise TypeError("with `split`, pass the split's Sample records (a Layout has no image).")
             split.check_training_only(samples, purpose="a mask source")
+        if vocabulary is not None:
+            self.vocabulary = TypeVocabulary.coerce(vocabulary)
+        elif split is not None and split.type_names:
+            self.vocabulary = split.vocabulary
         self.layouts = [s if isinstance(s, Layout) else Layout.from_sample(s) for s in samples]
         # Checked once here, kept as the caller's arrays (no float copy): colour is measured per draw.
         self.images = [s.image if isinstance(s, Sample) else None for s in samples]
         for i, image in enumerate(self.images):
             if image is not None:
                 check_rgb_image(image, f"samples[{i}].image", shape_hw=self.layouts[i].shape)
-        self.edits = [_resolve_edit(e) for e in edits]
+        self.edits = [_resolve_edit(e, self.vocabulary) for e in edits]
         self.crop = None
         if size is not None:
             self.crop = RandomCrop(*size)
@@ -239,6 +253,8 @@ class LayoutMaskSource(IndexedMaskSource):
     Raises:
         TypeError: for a keyword ``generate_layout`` does not take.
     """
+
+    vocabulary = CONSEP_TYPES  # generated layouts use CoNSeP's types
 
     def __init__(
         self,
@@ -362,16 +378,20 @@ class ReplaceInstances:
     """Move or copy nuclei of a chosen type into free space, without overlaps.
 
     Args:
-        type: nucleus type (id or name such as ``"epithelial"``); ``None`` = any type.
+        type: nucleus type (id, or name such as ``"epithelial"`` resolved in ``vocabulary``);
+            ``None`` = any type.
         mode: ``"move"`` (the original disappears) or ``"copy"`` (adds new nuclei).
         fraction: share of that type's nuclei to move/copy (at least one when any exist).
         gap: free pixels kept between a placed nucleus and every other one.
+        vocabulary: the masks' type vocabulary; ``RealMaskSource`` binds its own when not given.
     """
 
     type: int | str | None = None
     mode: str = "move"
     fraction: float = 0.5
     gap: int = 1
+    vocabulary: TypeVocabulary | None = None
+    type_id: int | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if self.mode not in ("move", "copy"):
@@ -379,11 +399,21 @@ class ReplaceInstances:
         if not 0 < self.fraction <= 1:
             raise ValueError(f"`fraction` must lie in (0, 1], got {self.fraction}.")
         if self.type is not None:
-            resolve_type_id(self.type)
+            object.__setattr__(self, "type_id", resolve_type(self.type, self.vocabulary))
+
+    def bind(self, vocabulary: TypeVocabulary | None) -> ReplaceInstances:
+        """This edit with ``vocabulary`` to resolve a type name in (an explicit one is kept)."""
+        if self.vocabulary is not None or vocabulary is None:
+            return self
+        return replace(self, vocabulary=vocabulary)
 
     def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
-        wanted = None if self.type is None else resolve_type_id(self.type)
-        ids = [k for k, t in layout.inst_types.items() if wanted is None or t == wanted]
+        if self.type is not None and self.type_id is None:
+            raise ValueError(
+                f"ReplaceInstances(type={self.type!r}) names a class but has no vocabulary to find its id: "
+                "pass vocabulary=reader.vocabulary, or use it inside RealMaskSource(..., vocabulary=...)."
+            )
+        ids = [k for k, t in layout.inst_types.items() if self.type is None or t == self.type_id]
         if not ids:
             return layout
         # A border-cut nucleus placed inside the tile would show its straight cut edge.
@@ -414,11 +444,19 @@ _EDITS: dict[str, Callable[[], Edit]] = {
 }
 
 
-def _resolve_edit(edit: str | Edit) -> Edit:
+def _resolve_edit(edit: str | Edit, vocabulary: TypeVocabulary | None) -> Edit:
     if isinstance(edit, str):
         if edit not in _EDITS:
             raise ValueError(f"unknown edit {edit!r}; valid names: {sorted(_EDITS)}, or an edit object.")
-        return _EDITS[edit]()
+        edit = _EDITS[edit]()
+    if isinstance(edit, ReplaceInstances):
+        edit = edit.bind(vocabulary)
+        if edit.type is not None and edit.type_id is None:
+            raise ValueError(
+                f"edit ReplaceInstances(type={edit.type!r}) names a class, but the mask source has no "
+                "vocabulary: pass RealMaskSource(..., vocabulary=reader.vocabulary) or a type id."
+            )
+        return edit
     if not callable(edit):
         raise TypeError(f"`edits` items must be names or callables (layout, rng) -> layout, got {edit!r}.")
     return edit

@@ -15,12 +15,13 @@ source whose item ``i`` depends only on ``(seed, i)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from synthaug._validation import check_choice, check_probability
-from synthaug.data.layouts import NUCLEUS_TYPES, Layout, resolve_type_id, sanitize_instances
+from synthaug.data.layouts import Layout, sanitize_instances
+from synthaug.data.vocabulary import TypeVocabulary, resolve_type
 from synthaug.sampling.mask_sources import (
     IndexedMaskSource,
     MaskRecord,
@@ -37,14 +38,19 @@ _MAX_FAILED_COPIES = 3  # after this many "no room" answers, a tile is treated a
 class TargetingPolicy:
     """How to reach a requested share of one nucleus type.
 
+    A type *name* is resolved in ``vocabulary``; without one, :class:`TargetedMaskSource` binds
+    its mask source's (``RealMaskSource(..., vocabulary=reader.vocabulary)``, CoNSeP's for
+    generated layouts), so ``"epithelial"`` is 3 on CoNSeP and 5 on PanNuke. An id needs none.
+
     Args:
-        type: the target nucleus type, id or name (``"epithelial"``, alias ``"columnar"``).
+        type: the target nucleus type, id or name (``"epithelial"``, an alias such as ``"columnar"``).
         share: requested share in [0, 1].
         by: ``"instances"`` (share of nuclei) or ``"pixels"`` (share of nuclear pixels).
         tolerance: accepted absolute deviation of the achieved share.
         max_draws: masks drawn from the source per output before building.
         build: edit the closest mask when no draw is within tolerance.
         gap: free pixels kept around copied nuclei.
+        vocabulary: the type vocabulary that resolves a name (``reader.vocabulary``).
 
     Raises:
         ValueError, TypeError: for invalid values (the message names the argument).
@@ -57,10 +63,11 @@ class TargetingPolicy:
     max_draws: int = 8
     build: bool = True
     gap: int = 1
-    type_id: int = field(init=False, repr=False)
+    vocabulary: TypeVocabulary | None = None
+    type_id: int | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "type_id", resolve_type_id(self.type, "type"))
+        object.__setattr__(self, "type_id", resolve_type(self.type, self.vocabulary, "type"))
         check_probability(self.share, "share")
         check_choice(self.by, "by", ("instances", "pixels"))
         if check_probability(self.tolerance, "tolerance") == 0:
@@ -70,10 +77,33 @@ class TargetingPolicy:
         if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 0:
             raise ValueError(f"`gap` must be a non-negative int, got {self.gap!r}.")
 
+    def bind(self, vocabulary: TypeVocabulary | None) -> TargetingPolicy:
+        """This policy with ``vocabulary`` to resolve its type name in (an explicit one is kept)."""
+        if self.vocabulary is not None or vocabulary is None:
+            return self
+        return replace(self, vocabulary=vocabulary)
+
+    @property
+    def type_name(self) -> str:
+        """The target class's name in the vocabulary (as given when there is none)."""
+        if self.vocabulary is not None:
+            return self.vocabulary.name(self._target())
+        return str(self.type)
+
+    def _target(self) -> int:
+        if self.type_id is None:
+            raise ValueError(
+                f"TargetingPolicy(type={self.type!r}) names a class but has no vocabulary to find its id: "
+                "pass vocabulary=reader.vocabulary, wrap a mask source that has one in TargetedMaskSource, "
+                "or give a type id."
+            )
+        return self.type_id
+
     def measure(self, layout: Layout) -> float:
         """The share of the target type in ``layout`` (0 for a mask without nuclei)."""
+        target = self._target()
         ids = np.array(list(layout.inst_types), dtype=np.int64)
-        is_target = np.array([layout.inst_types[k] == self.type_id for k in ids.tolist()], dtype=bool)
+        is_target = np.array([layout.inst_types[k] == target for k in ids.tolist()], dtype=bool)
         weights = np.ones(len(ids)) if self.by == "instances" else _areas(layout.inst)[ids]
         total = weights.sum()
         return float(weights[is_target].sum() / total) if total > 0 else 0.0
@@ -113,7 +143,7 @@ class TargetingPolicy:
                               source=best.source, index=best.index, colour=best.colour)  # fmt: skip
             best_share, edited = self.measure(best), True
         best.meta |= {
-            "target_type": NUCLEUS_TYPES[self.type_id], "target_by": self.by,
+            "target_type": self.type_name, "target_by": self.by,
             "target_share": f"{self.share:.4f}", "achieved_share": f"{best_share:.4f}",
             "target_edited": str(edited).lower(),
         }  # fmt: skip
@@ -138,14 +168,15 @@ class TargetingPolicy:
         Returns:
             A valid layout (``validate()`` holds).
         """
+        target_id = self._target()
         inst, inst_types = layout.inst.copy(), dict(layout.inst_types)
         area = _areas(inst)
         weight = {k: (1.0 if self.by == "instances" else float(area[k])) for k in inst_types}
         whole = set(whole_instance_shapes(inst))
         failed_copies, start_count = 0, len(inst_types)
         for _ in range(4 * len(inst_types) + 64):
-            target = [k for k, t in inst_types.items() if t == self.type_id]
-            others = [k for k, t in inst_types.items() if t != self.type_id]
+            target = [k for k, t in inst_types.items() if t == target_id]
+            others = [k for k, t in inst_types.items() if t != target_id]
             total, hit = sum(weight.values()), sum(weight[k] for k in target)
             error = (hit / total if total else 0.0) - self.share
             if abs(error) <= self.tolerance / 2:
@@ -165,12 +196,12 @@ class TargetingPolicy:
                         shape, type_id, w = instance_shape(inst, k), inst_types[k], weight[k]
                     else:
                         shape = donors[int(rng.integers(len(donors)))]
-                        type_id, w = self.type_id, 1.0 if self.by == "instances" else float(shape.sum())
-                    new_total, new_hit = total + w, hit + w * (type_id == self.type_id)
+                        type_id, w = target_id, 1.0 if self.by == "instances" else float(shape.sum())
+                    new_total, new_hit = total + w, hit + w * (type_id == target_id)
                 else:
                     k = int(rng.choice(shrink))
                     w = weight[k]
-                    new_total, new_hit = total - w, hit - w * (inst_types[k] == self.type_id)
+                    new_total, new_hit = total - w, hit - w * (inst_types[k] == target_id)
                 new_error = (new_hit / new_total if new_total else 0.0) - self.share
                 if abs(new_error) >= abs(error):
                     continue
@@ -198,6 +229,9 @@ class TargetedMaskSource(IndexedMaskSource):
     ``i * max_draws ... i * max_draws + max_draws - 1`` only, so ranks drawing disjoint index
     ranges never share a source item.
 
+    A policy that names its type by name is bound to ``source.vocabulary`` (see
+    :meth:`TargetingPolicy.bind`); ``self.policy`` is the bound one.
+
     Args:
         source: the mask source to draw from.
         policy: the targeting policy.
@@ -214,8 +248,11 @@ class TargetedMaskSource(IndexedMaskSource):
             )
         if not isinstance(policy, TargetingPolicy):
             raise TypeError(f"`policy` must be a TargetingPolicy, got {type(policy).__name__}.")
+        policy = policy.bind(getattr(source, "vocabulary", None))
+        policy._target()  # a name without a vocabulary fails here, not at the first draw
         self.source, self.policy, self.seed = source, policy, int(seed)
-        self.name = name or f"{source.name}+{NUCLEUS_TYPES[policy.type_id]}"
+        self.vocabulary = policy.vocabulary or getattr(source, "vocabulary", None)
+        self.name = name or f"{source.name}+{policy.type_name}"
 
     def draw(self, index: int) -> MaskRecord:
         record, _ = self.policy.choose(self.source, index, seed=self.seed)

@@ -13,7 +13,6 @@ from synthaug.data.layouts import (
     _place_ellipses_kernel,
     generate_layout,
     place_ellipses_reference,
-    resolve_type_id,
     sanitize_instances,
 )
 
@@ -79,10 +78,12 @@ def test_same_seed_same_layout_and_generator_accepted():
     assert not np.array_equal(a.inst, c.inst)
 
 
-def test_type_names_and_alias_resolve():
-    layout = generate_layout(128, 128, type_shares={"columnar": 1.0}, seed=0)
-    assert set(layout.inst_types.values()) == {3}
-    assert resolve_type_id("Spindle") == 4 and resolve_type_id(2) == 2 and resolve_type_id("1") == 1
+def test_type_shares_take_consep_names_and_aliases():
+    for key in ("columnar", "Epithelial", 3, "3"):
+        layout = generate_layout(128, 128, type_shares={key: 1.0}, seed=0)
+        assert set(layout.inst_types.values()) == {3}
+    with pytest.raises(ValueError, match="type_shares key"):
+        generate_layout(128, 128, type_shares={"neoplastic": 1.0}, seed=0)
 
 
 @pytest.mark.parametrize(

@@ -52,9 +52,10 @@ def test_consep_type_names_and_columnar_alias(tmp_path):
     toys.write_consep_original(tmp_path, {"train": 1})
     reader = open_dataset(tmp_path, reader="consep")
     assert reader.type_names == {1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"}
-    assert reader.resolve_type("columnar") == reader.resolve_type("Epithelial") == reader.resolve_type(3) == 3
-    with pytest.raises(ValueError, match="valid types"):
-        reader.resolve_type("neutrophil")
+    vocabulary = reader.vocabulary
+    assert vocabulary.resolve("columnar") == vocabulary.resolve("Epithelial") == vocabulary.resolve(3) == 3
+    with pytest.raises(ValueError, match="use one of 1 \\(other\\)"):
+        vocabulary.resolve("neutrophil")
     with pytest.raises(ValueError, match="unknown split 'valid'"):
         reader.load("valid")
 
@@ -118,7 +119,8 @@ def test_pannuke_merges_type_channels(tmp_path):
     assert [s.meta["tissue"] for s in samples] == ["colon", "adrenal gland", "breast"]
     for sample, (image, inst, table) in zip(samples, written):
         check_sample(sample, image, inst, table)
-    assert reader.resolve_type("tumour") == 1
+    # PanNuke's own ids: epithelial is 5 here (3 is connective), whatever CoNSeP says
+    assert reader.vocabulary.resolve("tumour") == 1 and reader.vocabulary.resolve("epithelial") == 5
 
 
 def test_pannuke_mask_shape_mismatch(tmp_path):
@@ -240,8 +242,8 @@ def test_pcam_is_label_level(tmp_path):
     assert [s.meta["label"] for s in samples] == ["normal", "tumour", "normal", "tumour"]
     assert all(s.inst.max() == 0 and s.types.max() == 0 and s.inst_types == {} for s in samples)
     assert samples[0].meta["tissue"] == "lymph node"
-    with pytest.raises(ValueError, match="valid types: \\[\\]"):
-        reader.resolve_type("tumour")
+    with pytest.raises(ValueError, match="no types"):
+        reader.vocabulary.resolve("tumour")
 
 
 def test_pcam_bad_label(tmp_path):

@@ -101,7 +101,7 @@ def test_scarcity_keep_fraction_and_sample_unit():
     assert counts.get(2, 0) <= 0.05 * sum(counts.values())
     with pytest.raises(ValueError, match="go together"):
         scarcity_scenario(full, rare_type=2)
-    with pytest.raises(ValueError, match="not one of"):
+    with pytest.raises(ValueError, match="`rare_type` .neutrophil. is not a type here"):
         scarcity_scenario(full, rare_type="neutrophil", target_share=0.1)
     with pytest.raises(ValueError, match="`unit` must be one of"):
         scarcity_scenario(full, keep_fraction=0.5, unit="pixel")

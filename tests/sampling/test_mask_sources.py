@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage, signal
 
+from synthaug.data import CONSEP_TYPES
 from synthaug.data.layouts import Layout, generate_layout
 from synthaug.data.toy import make_toy_samples
 from synthaug.sampling.mask_sources import (
@@ -44,7 +45,7 @@ def sorted_areas(layout: Layout) -> list[int]:
 
 EDITS = [
     Dihedral(), ElasticDeform(alpha=5.0, sigma=8.0), RandomCrop(48, 40),
-    ReplaceInstances("epithelial", "copy", 0.5), ReplaceInstances(None, "move", 1.0, gap=2),
+    ReplaceInstances("epithelial", "copy", 0.5, vocabulary=CONSEP_TYPES), ReplaceInstances(None, "move", 1.0, gap=2),
 ]  # fmt: skip
 
 
@@ -70,7 +71,7 @@ def test_dihedral_keeps_every_nucleus(seed):
 def test_copy_adds_only_target_nuclei_in_free_space():
     layout = generate_layout(128, 128, density=0.15, gap=1, seed=1)
     before = np.bincount(list(layout.inst_types.values()), minlength=5)
-    out = ReplaceInstances("spindle", "copy", 1.0, gap=1)(layout, np.random.default_rng(0))
+    out = ReplaceInstances(4, "copy", 1.0, gap=1)(layout, np.random.default_rng(0))  # 4: spindle
     after = np.bincount(list(out.inst_types.values()), minlength=5)
     assert after[4] > before[4] and np.array_equal(after[:4], before[:4])
     # Originals untouched: every original nucleus pixel is still nucleus, of the same type.
@@ -81,7 +82,7 @@ def test_copy_adds_only_target_nuclei_in_free_space():
 
 def test_move_keeps_counts_and_shapes():
     layout = generate_layout(128, 128, density=0.15, gap=1, seed=2)
-    out = ReplaceInstances("inflammatory", "move", 1.0)(layout, np.random.default_rng(0))
+    out = ReplaceInstances("inflammatory", "move", 1.0, vocabulary=CONSEP_TYPES)(layout, np.random.default_rng(0))
     assert sorted(out.inst_types.values()) == sorted(layout.inst_types.values())
     assert sorted_areas(out) == sorted_areas(layout)
     assert not np.array_equal(out.inst > 0, layout.inst > 0)
@@ -212,7 +213,7 @@ def test_real_consep_masks_stay_valid_under_edits(consep_root):
         inst_types = {i + 1: int(t) for i, t in enumerate(mat["inst_type"].ravel())}
         samples.append(Sample(image, mat["inst_map"], mat["type_map"], inst_types, name=mat_path.stem))
     src = RealMaskSource(samples, edits=("dihedral", "elastic", ReplaceInstances("epithelial", "copy")),
-                         size=(128, 128), seed=0)  # fmt: skip
+                         size=(128, 128), seed=0, vocabulary=CONSEP_TYPES)  # fmt: skip
     for record in src.records(0, 6):
         record.validate()
         assert record.num_instances > 0
@@ -247,7 +248,8 @@ def test_free_anchor_is_free_and_found_whenever_one_exists(seed, h, w, gap, tria
         (lambda: RandomCrop(0, 10), "height"),
         (lambda: ReplaceInstances(mode="swap"), "mode"),
         (lambda: ReplaceInstances(fraction=0.0), "fraction"),
-        (lambda: ReplaceInstances(type="goblet"), "type"),
+        (lambda: ReplaceInstances(type="goblet", vocabulary=CONSEP_TYPES), "type"),
+        (lambda: ReplaceInstances(type=0), "type"),
     ],
 )
 def test_edit_argument_errors(make, match):

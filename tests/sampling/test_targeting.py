@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from synthaug.data import CONSEP_TYPES
 from synthaug.data.layouts import generate_layout
 from synthaug.data.toy import make_toy_samples
 from synthaug.sampling.mask_sources import (
@@ -19,7 +20,8 @@ from synthaug.sampling.targeting import TargetedMaskSource, TargetingPolicy
 
 @pytest.fixture(scope="module")
 def toy_source():
-    return RealMaskSource(make_toy_samples(6, 96, 96, seed=0, density=0.25), edits=("dihedral",), seed=0)
+    samples = make_toy_samples(6, 96, 96, seed=0, density=0.25)  # CoNSeP-typed toy tiles
+    return RealMaskSource(samples, edits=("dihedral",), seed=0, vocabulary=CONSEP_TYPES)
 
 
 @pytest.mark.parametrize("by", ["instances", "pixels"])
@@ -28,7 +30,7 @@ def test_mean_achieved_share_is_within_tolerance(toy_source, by, share):
     policy = TargetingPolicy("epithelial", share, by=by, tolerance=0.05, max_draws=4)
     targeted = TargetedMaskSource(toy_source, policy, seed=1)
     records = list(targeted.records(0, 6))
-    achieved = [policy.measure(r) for r in records]
+    achieved = [targeted.policy.measure(r) for r in records]  # the policy bound to the source's names
     assert abs(np.mean(achieved) - share) <= 0.05
     for record, value in zip(records, achieved):
         record.validate()  # built masks are valid layouts too
@@ -66,6 +68,7 @@ class SpySource(IndexedMaskSource):
 
     def __init__(self):
         self.inner, self.name, self.seed, self.drawn = LayoutMaskSource(48, 48, seed=0), "spy", 0, []
+        self.vocabulary = CONSEP_TYPES
 
     def draw(self, index: int) -> MaskRecord:
         self.drawn.append(index)
@@ -85,7 +88,9 @@ def test_items_are_reproducible_and_ranks_use_disjoint_source_items():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"type": "goblet"}, ValueError, "type"),
+        ({"type": "goblet", "vocabulary": CONSEP_TYPES}, ValueError, "type"),
+        ({"type": 0}, ValueError, "type"),
+        ({"type": 2.5}, TypeError, "type"),
         ({"share": 1.5}, ValueError, "share"),
         ({"by": "area"}, ValueError, "by"),
         ({"tolerance": 0.0}, ValueError, "tolerance"),
@@ -109,9 +114,40 @@ def test_donor_nuclei_build_up_a_mask_without_the_target_type():
     layout = generate_layout(160, 160, type_shares={"spindle": 1.0}, density=0.15, seed=0)
     assert layout.num_instances >= 10  # shares of a handful of nuclei move in big steps
     donors = list(whole_instance_shapes(generate_layout(96, 96, type_shares={3: 1.0}, seed=1).inst).values())
-    policy = TargetingPolicy("epithelial", 0.4)
+    policy = TargetingPolicy("epithelial", 0.4, vocabulary=CONSEP_TYPES)
     assert policy.measure(layout) == 0.0
     built = policy.adjust(layout, rng=np.random.default_rng(0), donors=donors).validate()
     assert abs(policy.measure(built) - 0.4) <= policy.tolerance
     # Without donors there is nothing to copy: the share stays, honestly reported as 0.
     assert policy.measure(policy.adjust(layout, rng=np.random.default_rng(0))) == 0.0
+
+
+def test_a_class_name_needs_the_sources_vocabulary():
+    bare = RealMaskSource(make_toy_samples(2, 64, 64, seed=0), edits=(), seed=0)  # no vocabulary
+    with pytest.raises(ValueError, match="no vocabulary"):
+        TargetedMaskSource(bare, TargetingPolicy("epithelial", 0.5))
+    by_id = TargetedMaskSource(bare, TargetingPolicy(3, 0.5))  # an id needs none
+    assert by_id[0].meta["target_type"] == "3"
+
+
+def test_pannuke_epithelial_is_targeted_by_name_as_its_own_id(tmp_path):
+    from synthaug.data import open_dataset
+    from tests.data import toys
+
+    toys.write_pannuke(tmp_path, n=3, size=32)
+    reader = open_dataset(tmp_path)
+    samples = reader.load("fold1")
+    assert any(t == 5 for s in samples for t in s.inst_types.values())  # the toy has epithelial nuclei
+    source = RealMaskSource(samples, edits=(), seed=0, vocabulary=reader.vocabulary)
+    targeted = TargetedMaskSource(source, TargetingPolicy("epithelial", 0.9, tolerance=0.1), seed=0)
+    assert targeted.policy.type_id == 5  # PanNuke's epithelial, not CoNSeP's 3 (connective here)
+    assert targeted.name == "real+epithelial"
+    records = list(targeted.records(0, 4))
+    assert all(r.meta["target_type"] == "epithelial" for r in records)
+
+    def share(layouts) -> float:
+        types = [t for lay in layouts for t in lay.inst_types.values()]
+        return types.count(5) / len(types)
+
+    assert share(records) > share(samples) + 0.2
+    TargetingPolicy(5, 0.5)  # an id beyond CoNSeP's four is a valid type

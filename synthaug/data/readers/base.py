@@ -10,6 +10,7 @@ from typing import ClassVar, TypeVar
 from tqdm.auto import tqdm
 
 from synthaug.data.record import Sample
+from synthaug.data.vocabulary import UNTYPED, TypeVocabulary
 
 _READERS: dict[str, type[DatasetReader]] = {}
 _R = TypeVar("_R", bound="type[DatasetReader]")
@@ -18,15 +19,12 @@ _R = TypeVar("_R", bound="type[DatasetReader]")
 _PROGRESS_MIN_FILES = 50
 
 
-#: The vocabulary of a dataset without nucleus types: every nucleus is class 1.
-UNTYPED: dict[int, str] = {1: "nucleus"}
-
-
 class DatasetReader(ABC):
     """Reads one dataset, as its authors distribute it, into :class:`~synthaug.data.Sample` records.
 
     Subclasses set ``type_names`` (type id -> class name; 0 is background and never listed),
-    optionally ``type_aliases`` (other names users may target a class by), implement
+    optionally ``type_aliases`` (other names users may target a class by; both together are
+    :attr:`vocabulary`, the one place a class name becomes an id), implement
     :meth:`detect`, :meth:`splits` and :meth:`load`, and are registered with
     :func:`register_reader`. Readers never touch the network.
 
@@ -58,7 +56,12 @@ class DatasetReader(ABC):
     @property
     def has_types(self) -> bool:
         """False for a dataset whose masks carry no nucleus types (its one class is ``UNTYPED``)."""
-        return dict(self.type_names) != UNTYPED
+        return dict(self.type_names) != UNTYPED.names
+
+    @property
+    def vocabulary(self) -> TypeVocabulary:
+        """This dataset's types and aliases: ``reader.vocabulary.resolve("columnar")`` is an id."""
+        return TypeVocabulary(self.type_names, self.type_aliases)
 
     #: True for catch-all readers that :func:`open_dataset` tries only when no specific one matches.
     generic: ClassVar[bool] = False
@@ -92,29 +95,6 @@ class DatasetReader(ABC):
         Raises:
             ValueError: for an unknown split, or naming the file when a file is malformed.
         """
-
-    def resolve_type(self, name_or_id: int | str) -> int:
-        """Type id of a class given by id, name or alias (case-insensitive), e.g. ``"columnar"``.
-
-        Raises:
-            TypeError: if ``name_or_id`` is neither an int nor a str.
-            ValueError: listing the valid names when ``name_or_id`` is not one of them.
-        """
-        if isinstance(name_or_id, bool):
-            raise TypeError("`name_or_id` must be a type id (int) or a class name (str), got bool.")
-        if isinstance(name_or_id, int):
-            if name_or_id in self.type_names:
-                return name_or_id
-        elif isinstance(name_or_id, str):
-            key = name_or_id.strip().lower()
-            lookup = {v.lower(): k for k, v in self.type_names.items()}
-            lookup.update({k.lower(): v for k, v in self.type_aliases.items()})
-            if key in lookup:
-                return lookup[key]
-        else:
-            raise TypeError(f"`name_or_id` must be an int or a str, got {type(name_or_id).__name__}.")
-        valid = [*(f"{k} ({v})" for k, v in self.type_names.items()), *self.type_aliases]
-        raise ValueError(f"unknown {self.name} type {name_or_id!r}; valid types: {valid}.")
 
     def _check_split(self, split: str) -> None:
         valid = self.splits()

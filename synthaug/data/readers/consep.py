@@ -27,6 +27,7 @@ from synthaug.data.io import as_integer_labels, load_mat, read_rgb
 from synthaug.data.readers.base import DatasetReader, register_reader
 from synthaug.data.record import Sample
 from synthaug.data.validate import build_sample
+from synthaug.data.vocabulary import CONSEP_TYPES
 
 # CoNSeP's 7 released classes -> the 4 of the HoVer-Net paper (Graham et al. 2019, section 4.1):
 # 1 other, 2 inflammatory, 3+4 healthy / malignant epithelial, 5+6+7 fibroblast / muscle / endothelial.
@@ -49,8 +50,8 @@ class CoNSePReader(DatasetReader):
         3
     """
 
-    type_names = {1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"}
-    type_aliases = {"columnar": 3, "columnar epithelium": 3, "miscellaneous": 1, "fibroblast": 4}
+    type_names = dict(CONSEP_TYPES.names)
+    type_aliases = dict(CONSEP_TYPES.aliases)
     layout_hint = "Train/ and/or Test/ with Images/ and Labels/*.mat (plus patches.csv for the patch layout)"
 
     def __init__(self, root: str | Path, **kwargs):

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from synthaug.conditions import instance_types_from_type_map
 from synthaug.data.io import IMAGE_SUFFIXES, index_files, read_label_image, read_rgb
-from synthaug.data.readers.base import UNTYPED, DatasetReader, register_reader
+from synthaug.data.readers.base import DatasetReader, register_reader
 from synthaug.data.record import Sample
 from synthaug.data.validate import build_sample
+from synthaug.data.vocabulary import UNTYPED
 
 _LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
 _SPECIAL_COLUMNS = ("name", "split", "group")
@@ -129,7 +130,7 @@ class FolderReader(DatasetReader):
     def _read_class_names(self) -> dict[int, str]:
         path = self.root / "classes.json"
         if not path.is_file():
-            return dict(UNTYPED)
+            return dict(UNTYPED.names)
         try:
             names = {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
         except (json.JSONDecodeError, ValueError, AttributeError) as err:

@@ -21,9 +21,10 @@ import numpy as np
 from skimage.draw import polygon
 
 from synthaug.data.io import index_files, read_rgb
-from synthaug.data.readers.base import UNTYPED, DatasetReader, register_reader
+from synthaug.data.readers.base import DatasetReader, register_reader
 from synthaug.data.record import Sample
 from synthaug.data.validate import build_sample
+from synthaug.data.vocabulary import UNTYPED
 
 META = {"assay": "H&E", "source": "MoNuSeg"}
 
@@ -72,7 +73,7 @@ def polygons_to_instances(path: str | Path, shape: tuple[int, int]) -> np.ndarra
 class MoNuSegReader(DatasetReader):
     """MoNuSeg tiles with XML outlines; a single type, 1 nucleus."""
 
-    type_names = UNTYPED
+    type_names = UNTYPED.names
     layout_hint = "<split folder>/**/<id>.tif with a matching <id>.xml annotation"
 
     @classmethod
