@@ -47,9 +47,10 @@ def make_cache(tmp_path) -> Callable[..., SyntheticCache]:
         size: int = 32,
         num_types: int = 4,
         types_of: Callable[[int], Sequence[int]] = lambda i: (i % 4 + 1,),
+        type_names: dict[int, str] | None = None,
     ) -> SyntheticCache:
         cache = SyntheticCache.create(str(tmp_path / f"cache{next(counter)}.zarr"), height=size, width=size,
-                                      num_types=num_types)
+                                      num_types=num_types, type_names=type_names)
         if n:
             rng = np.random.default_rng(0)
             tiles = [disc_layout(rng, size, types_of(i)) for i in range(n)]

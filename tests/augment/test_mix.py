@@ -105,6 +105,9 @@ def test_empty_or_too_small_cache_is_refused(make_cache, real):
         SyntheticMixDataset(real, make_cache(n=0))
     with pytest.raises(ValueError, match="crop='resize'"):
         SyntheticMixDataset(NucleiDataset([real_sample(48)]), make_cache(size=32))
+    named = make_cache(type_names={1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"})
+    with pytest.raises(ValueError, match="the same id must mean the same class"):
+        SyntheticMixDataset(real, named, type_names={1: "neoplastic", 2: "inflammatory", 3: "connective"})
 
 
 def test_batched_fetch_with_read_ahead_equals_item_by_item(make_cache, real):

@@ -145,6 +145,17 @@ def test_cache_with_other_number_of_types_is_refused(make_cache):
         aug(real_sample(types=(4,)).to_dict())
 
 
+def test_cache_whose_class_names_differ_from_the_real_datas_is_refused(make_cache):
+    consep = {1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"}
+    pannuke_like = {1: "neoplastic", 2: "inflammatory", 3: "connective", 4: "dead"}
+    cache = make_cache(type_names=consep)
+    assert cache.type_names == consep
+    with pytest.raises(ValueError, match="sampled on masks with types"):
+        SyntheticAugment(cache, num_types=4, type_names=pannuke_like)  # same count, other classes
+    SyntheticAugment(cache, num_types=4, type_names=consep)
+    SyntheticAugment(make_cache(), type_names=pannuke_like)  # a cache that records no names: unknown
+
+
 def test_tiles_smaller_than_the_samples_are_refused(make_cache):
     aug = SyntheticAugment(make_cache(size=32), prob=1.0)
     with pytest.raises(ValueError, match="crop='resize'"):

@@ -110,6 +110,19 @@ def test_pickles_as_its_address_and_opens_lazily(url: str):
     np.testing.assert_array_equal(clone.read(1)["inst"], cache.read(1)["inst"])
 
 
+def test_header_records_class_names_and_refuses_other_ones_on_reuse(tmp_path: Path):
+    url = str(tmp_path / "named.zarr")
+    names = {1: "other", 2: "inflammatory", 3: "epithelial"}
+    assert SyntheticCache.create(url, height=H, width=W, num_types=T, type_names=names).type_names == names
+    assert SyntheticCache.open(url).type_names == names  # survives the JSON header (string keys)
+    with pytest.raises(ValueError, match="records types"):
+        SyntheticCache.create(url, height=H, width=W, num_types=T, type_names={1: "neoplastic"}, exist_ok=True)
+    with pytest.raises(ValueError, match="ids must be ints in 1..num_types=3"):
+        SyntheticCache.create(str(tmp_path / "bad.zarr"), height=H, width=W, num_types=T, type_names={5: "x"})
+    assert not (tmp_path / "bad.zarr").exists()
+    assert SyntheticCache.create(str(tmp_path / "plain.zarr"), height=H, width=W, num_types=T).type_names is None
+
+
 def test_refuses_incompatible_or_foreign_stores(tmp_path: Path):
     url = str(tmp_path / "c.zarr")
     cache = SyntheticCache.create(url, height=H, width=W, num_types=T, model_hash="sha256:aaa")

@@ -156,6 +156,23 @@ def test_refuses_another_models_store_and_unrequested_overwrite(pipeline, masks,
         _generate(pipe, masks, reference.url)
 
 
+def test_the_store_records_the_mask_sources_class_names(reference, masks):
+    assert reference.type_names == dict(masks.vocabulary.names) == {
+        1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"
+    }
+
+
+def test_inst_types_that_disagree_with_the_type_map_are_refused(pipeline, masks, tmp_path):
+    layout = masks[0]
+    assert layout.num_instances > 0
+    first = next(iter(layout.inst_types))
+    wrong = dict(layout.inst_types) | {first: layout.inst_types[first] % 4 + 1}
+    url = str(tmp_path / "never.zarr")
+    with pytest.raises(ValueError, match=f"instance {first} is type"):
+        _generate(pipeline, [(layout.inst, layout.types, wrong, layout.meta)], url)
+    assert not (tmp_path / "never.zarr").exists()
+
+
 def test_an_empty_mask_source_is_refused_before_a_store_exists(pipeline, tmp_path):
     url = str(tmp_path / "never.zarr")
     with pytest.raises(ValueError, match="`mask_source` is an empty sequence"):
