@@ -74,7 +74,8 @@ def test_a_split_carries_its_readers_aliases_through_save_and_load(tmp_path):
     from synthaug.data.toy import make_toy_samples
 
     samples = make_toy_samples(4, 32, 32, seed=0)
-    split = BenchmarkSplit(samples[:3], samples[3:], type_names=CONSEP_TYPES.names, type_aliases={"columnar": 3})
+    names, aliases = CONSEP_TYPES.names, {"columnar": 3}
+    split = BenchmarkSplit(samples[:3], samples[3:], type_names=names, type_aliases=aliases)
     assert split.vocabulary.resolve("columnar") == 3
     again = BenchmarkSplit.from_manifest(split.save(tmp_path / "split.json"), samples)
     assert again.vocabulary == split.vocabulary

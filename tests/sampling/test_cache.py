@@ -116,11 +116,12 @@ def test_header_records_class_names_and_refuses_other_ones_on_reuse(tmp_path: Pa
     assert SyntheticCache.create(url, height=H, width=W, num_types=T, type_names=names).type_names == names
     assert SyntheticCache.open(url).type_names == names  # survives the JSON header (string keys)
     with pytest.raises(ValueError, match="records types"):
-        SyntheticCache.create(url, height=H, width=W, num_types=T, type_names={1: "neoplastic"}, exist_ok=True)
+        SyntheticCache.create(url, height=H, width=W, num_types=T, type_names={1: "dead"}, exist_ok=True)
     with pytest.raises(ValueError, match="ids must be ints in 1..num_types=3"):
         SyntheticCache.create(str(tmp_path / "bad.zarr"), height=H, width=W, num_types=T, type_names={5: "x"})
     assert not (tmp_path / "bad.zarr").exists()
-    assert SyntheticCache.create(str(tmp_path / "plain.zarr"), height=H, width=W, num_types=T).type_names is None
+    plain = SyntheticCache.create(str(tmp_path / "plain.zarr"), height=H, width=W, num_types=T)
+    assert plain.type_names is None
 
 
 def test_refuses_incompatible_or_foreign_stores(tmp_path: Path):

@@ -45,7 +45,8 @@ def sorted_areas(layout: Layout) -> list[int]:
 
 EDITS = [
     Dihedral(), ElasticDeform(alpha=5.0, sigma=8.0), RandomCrop(48, 40),
-    ReplaceInstances("epithelial", "copy", 0.5, vocabulary=CONSEP_TYPES), ReplaceInstances(None, "move", 1.0, gap=2),
+    ReplaceInstances("epithelial", "copy", 0.5, vocabulary=CONSEP_TYPES),
+    ReplaceInstances(None, "move", 1.0, gap=2),
 ]  # fmt: skip
 
 
@@ -82,7 +83,8 @@ def test_copy_adds_only_target_nuclei_in_free_space():
 
 def test_move_keeps_counts_and_shapes():
     layout = generate_layout(128, 128, density=0.15, gap=1, seed=2)
-    out = ReplaceInstances("inflammatory", "move", 1.0, vocabulary=CONSEP_TYPES)(layout, np.random.default_rng(0))
+    move = ReplaceInstances("inflammatory", "move", 1.0, vocabulary=CONSEP_TYPES)
+    out = move(layout, np.random.default_rng(0))
     assert sorted(out.inst_types.values()) == sorted(layout.inst_types.values())
     assert sorted_areas(out) == sorted_areas(layout)
     assert not np.array_equal(out.inst > 0, layout.inst > 0)
