@@ -89,16 +89,14 @@ def save_pair_grid(
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a user's notebook backend stays as it is
 
     n = len(images)
     if n == 0:
         raise ValueError("`images` is empty; nothing to draw.")
     cols = 2 + (2 if hv_maps is not None else 0)
-    fig, axes = plt.subplots(n, cols, figsize=(2.4 * cols, 2.4 * n + (0.5 if suptitle else 0)), squeeze=False)
+    fig = Figure(figsize=(2.4 * cols, 2.4 * n + (0.5 if suptitle else 0)))
+    axes = fig.subplots(n, cols, squeeze=False)
     for row in range(n):
         t = None if types is None else types[row]
         panels = [(images[row], "image"), (overlay_instances(images[row], insts[row], t), "mask outlines")]
@@ -128,5 +126,4 @@ def save_pair_grid(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -10,13 +10,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from skimage.segmentation import find_boundaries
 
 from synthaug.data.record import Sample
 from synthaug.data.splits import count_instances
+from synthaug.viz import overlay_instances, type_colour
 
 
 def count_table(
@@ -84,7 +83,7 @@ def plot_size_histogram(
             for type_id, values in areas.items():
                 label = f"{type_names.get(type_id, type_id)} (n={values.size:,})"
                 ax.hist(
-                    values, bins=bins, histtype="step", linewidth=1.5, label=label, color=_colour(type_id)
+                    values, bins=bins, histtype="step", linewidth=1.5, label=label, color=type_colour(type_id)
                 )
             ax.legend(fontsize=8)
         else:
@@ -113,27 +112,17 @@ def plot_montage(
     for ax in axes.ravel():
         ax.axis("off")
     for ax, sample in zip(axes.ravel(), samples):
-        ax.imshow(overlay_outlines(sample))
+        # Untyped datasets (MoNuSeg, folders) draw every outline in one colour.
+        ax.imshow(overlay_instances(sample.image, sample.inst, sample.types if type_names else None))
         title = sample.name if "label" not in sample.meta else f"{sample.name} ({sample.meta['label']})"
         ax.set_title(title, fontsize=8)
-    handles = [Line2D([], [], color=_colour(t), linewidth=3, label=name) for t, name in type_names.items()]
+    handles = [
+        Line2D([], [], color=type_colour(t), linewidth=3, label=name) for t, name in type_names.items()
+    ]
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9)
     fig.tight_layout(rect=(0, 0.04 if handles else 0, 1, 1))
     return _save(fig, path)
-
-
-def overlay_outlines(sample: Sample) -> np.ndarray:
-    """The sample's image with each nucleus' inner boundary painted in its type's colour (uint8 RGB)."""
-    image = sample.image.copy()
-    edges = find_boundaries(sample.inst, mode="inner")
-    for type_id in np.unique(sample.types[edges]):
-        image[edges & (sample.types == type_id)] = np.round(np.asarray(_colour(int(type_id))) * 255)
-    return image
-
-
-def _colour(type_id: int) -> tuple[float, float, float]:
-    return tuple(colormaps["tab10"]((type_id - 1) % 10)[:3])
 
 
 def _save(fig: Figure, path: str | Path) -> Path:

@@ -9,23 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from matplotlib.figure import Figure  # not pyplot: the caller's backend and pyplot state stay as they are
 
 
 def save_loss_curves(
     path: Path, curves: Mapping[str, Sequence[float]], *, title: str, smooth: int = 10
 ) -> Path:
     """Plot raw (faint) and moving-average (solid) loss per run on one axis."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    fig = Figure(figsize=(5.5, 3.2))
+    ax = fig.subplots()
     for name, values in curves.items():
         y = np.asarray(values, dtype=float)
         if y.size == 0:
@@ -45,18 +37,17 @@ def save_loss_curves(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def save_score_bars(path: Path, scores: Mapping[str, Mapping[str, float]], *, title: str) -> Path:
     """Grouped bars: one group per metric, one bar per run, value printed on top."""
-    plt = _pyplot()
     runs = list(scores)
     classes = list(next(iter(scores.values())))
     x = np.arange(len(classes))
     width = 0.8 / max(1, len(runs))
-    fig, ax = plt.subplots(figsize=(1.3 * len(classes) + 2.5, 3.4))
+    fig = Figure(figsize=(1.3 * len(classes) + 2.5, 3.4))
+    ax = fig.subplots()
     for i, run in enumerate(runs):
         vals = [scores[run].get(c, np.nan) for c in classes]
         bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=run)
@@ -69,7 +60,6 @@ def save_score_bars(path: Path, scores: Mapping[str, Mapping[str, float]], *, ti
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

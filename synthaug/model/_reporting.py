@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
+from matplotlib.figure import Figure  # not pyplot: the caller's backend and pyplot state stay as they are
 
 from synthaug.model.dataset import MSDMTrainDataset, mask_available
 from synthaug.model.sampler import sample_unguided
@@ -28,20 +29,11 @@ def read_loss_log(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save_loss_curve(log_path: str | Path, png_path: str | Path) -> Path:
     """Raw loss per step and a moving average, log-scaled."""
     steps, losses = read_loss_log(log_path)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot(steps, losses, lw=0.6, alpha=0.4, label="loss")
     window = max(1, min(50, len(losses) // 10))
     if len(losses) >= window > 1:
@@ -56,7 +48,6 @@ def save_loss_curve(log_path: str | Path, png_path: str | Path) -> Path:
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=110)
-    plt.close(fig)
     return png_path
 
 
@@ -75,9 +66,9 @@ def save_sample_grid(
     ``has_mask[i]`` False marks a label-level sample (generated without spatial conditions); by
     default every row has a mask, possibly one without nuclei.
     """
-    plt = _pyplot()
     n = len(generated)
-    fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.2 * n + 0.4), squeeze=False)
+    fig = Figure(figsize=(6.6, 2.2 * n + 0.4))
+    axes = fig.subplots(n, 3, squeeze=False)
     for row in range(n):
         masked = True if has_mask is None else bool(has_mask[row])
         overlay = overlay_instances(generated[row], insts[row], types[row]) if masked else generated[row]
@@ -93,7 +84,6 @@ def save_sample_grid(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
