@@ -19,7 +19,16 @@ def plot_scores(summary: Mapping, per_arm: Mapping, *, title: str):
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(arms))
     x = np.arange(len(metrics))
-    colours = ["#4c72b0", "#8fb3e0", "#dd8452", "#f2c14e", "#c44e52"]
+    # Fixed per arm so a figure with fewer arms keeps the colours; ablations are hatched greys.
+    colours = {
+        "real100": "#4c72b0",
+        "real100+targeted": "#8fb3e0",
+        "real10": "#dd8452",
+        "real10+untargeted": "#f2c14e",
+        "real10+targeted": "#c44e52",
+        "real100-random-init": "#7f7f7f",
+        "real10-random-init": "#c7c7c7",
+    }
     for i, arm in enumerate(arms):
         offset = x + (i - (len(arms) - 1) / 2) * width
         means = [summary[arm].get(m, {}).get("mean", np.nan) for m in metrics]
@@ -31,7 +40,9 @@ def plot_scores(summary: Mapping, per_arm: Mapping, *, title: str):
             width,
             yerr=np.nan_to_num(stds),
             capsize=2,
-            color=colours[i % len(colours)],
+            color=colours.get(arm, "#bcbd22"),
+            hatch="//" if arm.endswith("-random-init") else None,
+            edgecolor="white",
             label=f"{arm} (n={n})",
         )
         for j, m in enumerate(metrics):
@@ -46,37 +57,23 @@ def plot_scores(summary: Mapping, per_arm: Mapping, *, title: str):
     return fig
 
 
-def _overlay(image: np.ndarray, inst: np.ndarray, types: np.ndarray) -> np.ndarray:
-    """The image with each nucleus' boundary drawn in its type's colour."""
-    from skimage.segmentation import find_boundaries
-
-    palette = np.array([[0, 0, 0], [255, 255, 0], [255, 0, 0], [0, 200, 0], [0, 120, 255]], np.uint8)
-    out = image.copy()
-    edge = find_boundaries(inst, mode="inner")
-    out[edge] = palette[np.clip(types[edge], 0, len(palette) - 1)]
-    return out
-
-
 def plot_predictions(sample, arms: Mapping[str, np.ndarray], type_names: Mapping[int, str]):
     """A test patch, its truth and each arm's seed-0 prediction, outlines coloured by type."""
     from matplotlib.figure import Figure
 
-    panels = [("image", sample.image), ("truth", _overlay(sample.image, sample.inst, sample.types))]
-    panels += [(arm, _overlay(sample.image, pred[0], pred[1])) for arm, pred in arms.items()]
+    from synthaug.viz import legend_handles, overlay_instances
+
+    panels = [("image", sample.image), ("truth", overlay_instances(sample.image, sample.inst, sample.types))]
+    panels += [(arm, overlay_instances(sample.image, pred[0], pred[1])) for arm, pred in arms.items()]
     fig = Figure(figsize=(2.6 * len(panels), 3.0))
     for i, (name, picture) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         ax.imshow(picture)
         ax.set_title(name, fontsize=8)
         ax.axis("off")
-    legend = ", ".join(
-        f"{n}: {c}"
-        for n, c in zip(
-            [type_names.get(k, str(k)) for k in sorted(type_names)], ("yellow", "red", "green", "blue")
-        )
-    )
-    fig.suptitle(f"{sample.name} - outlines by type ({legend})", fontsize=8)
-    fig.tight_layout()
+    fig.suptitle(f"{sample.name} - outlines coloured by type", fontsize=8)
+    fig.legend(handles=legend_handles(type_names), loc="lower center", ncol=len(type_names), fontsize=7)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 

@@ -288,7 +288,7 @@ def _figure_index(split) -> int:
     """The test patch with the most epithelial nuclei (the figure shows the rare class)."""
     from synthaug.conditions import instance_type_votes
 
-    rare = next(k for k, v in split.type_names.items() if v == RARE)
+    rare = split.vocabulary.resolve(RARE)
     epithelial = [int((instance_type_votes(s.inst, s.types)[1] == rare).sum()) for s in split.test]
     return int(np.argmax(epithelial))
 
