@@ -378,7 +378,7 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
         },
         "num_train": {k: len(v.train) for k, v in splits.items()},
         "num_test": len(splits["100"].test),
-        "cpu_hours_training": sum(r["train_seconds"] for r in results) / 3600,
+        "training_wall_hours": sum(r["train_seconds"] for r in results) / 3600,  # on `threads` cores
         "summary": summary,
         "vs_real_only": comparisons,
         "runs": results,
