@@ -197,12 +197,12 @@ def run_predict(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(prediction.inst.astype(np.uint16)).save(out / "inst.png")
     Image.fromarray(prediction.types.astype(np.uint8)).save(out / "types.png")
-    from skimage.segmentation import find_boundaries
+    from synthaug.viz import overlay_instances
 
-    overlay = image.copy()
-    overlay[find_boundaries(prediction.inst, mode="inner")] = (0, 255, 0)
-    Image.fromarray(overlay).save(out / "overlay.png")
     names = dict(model.config.type_names)
+    # Outlines in the palette of every other figure; an untyped model draws them in one colour.
+    overlay = overlay_instances(image, prediction.inst, prediction.types if names else None)
+    Image.fromarray(overlay).save(out / "overlay.png")
     nuclei = [
         {
             "id": i,
