@@ -72,7 +72,8 @@ def plot_predictions(sample, arms: Mapping[str, np.ndarray], type_names: Mapping
         ax.set_title(name, fontsize=8)
         ax.axis("off")
     fig.suptitle(f"{sample.name} - outlines coloured by type", fontsize=8)
-    fig.legend(handles=legend_handles(type_names), loc="lower center", ncol=max(1, len(type_names)), fontsize=7)
+    handles = legend_handles(type_names)
+    fig.legend(handles=handles, loc="lower center", ncol=max(1, len(handles)), fontsize=7)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
