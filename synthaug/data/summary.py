@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from synthaug.data.record import Sample
 from synthaug.data.splits import count_instances
-from synthaug.viz import overlay_instances, type_colour
+from synthaug.viz import legend_handles, overlay_instances, type_colour
 
 
 def count_table(
@@ -116,9 +115,7 @@ def plot_montage(
         ax.imshow(overlay_instances(sample.image, sample.inst, sample.types if type_names else None))
         title = sample.name if "label" not in sample.meta else f"{sample.name} ({sample.meta['label']})"
         ax.set_title(title, fontsize=8)
-    handles = [
-        Line2D([], [], color=type_colour(t), linewidth=3, label=name) for t, name in type_names.items()
-    ]
+    handles = legend_handles(type_names)
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9)
     fig.tight_layout(rect=(0, 0.04 if handles else 0, 1, 1))
