@@ -7,7 +7,8 @@ diffusion stack. The sampler lives in ``synthaug.sampling.pipeline`` (``MSDMPipe
 (``generate_to_cache``).
 """
 
-from synthaug.sampling.cache import SyntheticCache
+from synthaug.sampling.cache import CacheIntegrityError, SyntheticCache
+from synthaug.sampling.claims import ClaimConflictError
 from synthaug.sampling.mask_sources import (
     Dihedral,
     ElasticDeform,
@@ -21,6 +22,8 @@ from synthaug.sampling.mask_sources import (
 from synthaug.sampling.targeting import TargetedMaskSource, TargetingPolicy
 
 __all__ = [
+    "CacheIntegrityError",
+    "ClaimConflictError",
     "Dihedral",
     "ElasticDeform",
     "LayoutMaskSource",

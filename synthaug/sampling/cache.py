@@ -12,11 +12,13 @@ touch the same object and need no locks)::
     meta/                   (N,) string      one JSON document per sample
     digest/                 (N, 4) uint64    per-sample checksum of image, inst, type, meta (below)
     writers/<name>/         per-writer commit records (one group per rank), merged by ``consolidate``
+    claims/<name>/          the index ranges each running writer fills (``synthaug.sampling.claims``)
 
 A sample becomes visible only once its index lies in the commit record, which is written after all
 of its chunks: a run killed mid-batch leaves chunks nobody can see, and the resumed run overwrites
 them with the same bytes (sample ``i`` is always drawn from seed ``(seed, i)``). ``len(cache)`` is the
-committed prefix ``[0, n)``.
+committed prefix ``[0, n)``. A writer claims its index range before it writes (:meth:`SyntheticCache.claim`),
+so two runs filling one store at the same time are refused instead of interleaved.
 
 Integrity: every chunk carries a CRC32C (zarr's ``crc32c`` codec), so a flipped bit fails to decode;
 and every sample carries a BLAKE2b digest of ``(index, field, bytes)`` per field, checked on every
@@ -43,6 +45,8 @@ from zarr.core.sync import sync as zarr_sync  # runs a coroutine on zarr's own I
 from synthaug._validation import check_choice, check_instance_mask
 from synthaug._version import __version__
 from synthaug.conditions import instance_type_votes
+from synthaug.sampling import claims as _claims
+from synthaug.sampling.claims import Claim
 
 SCHEMA_VERSION = 2  # 2: per-chunk CRC32C and per-sample digests
 HEADER_KEY = "synthaug_cache"
@@ -159,6 +163,7 @@ class SyntheticCache:
         self._header: dict[str, Any] = {}
         self._ranges: list[Range] = []
         self._memo: dict[tuple[str, int], np.ndarray] = {}
+        self._claim: Claim | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -632,7 +637,8 @@ class SyntheticCache:
             The written range ``(start, start + B)``; pass it to :meth:`commit`.
 
         Raises:
-            TypeError / ValueError: arrays of the wrong dtype, shape or values.
+            TypeError / ValueError: arrays of the wrong dtype, shape or values, or a range this
+                writer has not claimed (:meth:`claim`).
         """
         self._writable()
         h, w, t = self.height, self.width, self.num_types
@@ -652,10 +658,11 @@ class SyntheticCache:
             raise ValueError(f"`meta` must be a sequence of {b} dictionaries (one per sample).")
         if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
             raise ValueError(f"`start` must be a non-negative integer, got {start!r}.")
+        stop = int(start) + b
+        self._check_claimed(int(start), stop)
         docs = np.array([json.dumps(dict(m), sort_keys=True) for m in meta], dtype=object)
         type_map = type_map.astype(np.uint8)
         counts = [type_counts(i, tm, t) for i, tm in zip(inst, type_map)]
-        stop = int(start) + b
         self.reserve(stop)
         a = self._arrays
         a["image"][start:stop] = image
@@ -687,6 +694,9 @@ class SyntheticCache:
         group = self._writable()
         if not 0 <= start <= stop <= self.capacity:
             raise ValueError(f"`start`/`stop` ({start}, {stop}) must satisfy 0 <= start <= stop <= capacity.")
+        self._check_claimed(start, stop)
+        # Fails if another run took the claim over: this writer stops before its range becomes visible.
+        self._claim = _claims.heartbeat(group, self._claim, url=self.url)
         if writer is None:
             self._ranges = merge_ranges([*self._ranges, (start, stop)])
             self._write_commit(group)
@@ -694,6 +704,47 @@ class SyntheticCache:
         record = group[WRITERS].require_group(str(writer))
         ranges = merge_ranges([*record.attrs.get("ranges", []), (start, stop)])
         record.attrs["ranges"] = [list(r) for r in ranges]
+
+    def claim(self, ranges: Iterable[Sequence[int]]) -> Claim:
+        """Claim the ``[start, stop)`` index ranges this writer will fill; required before :meth:`write`.
+
+        Raises:
+            ClaimConflictError: another live writer (a running process) claimed an overlapping range
+                first; its description says which run and how to release a claim left by a dead one.
+            ValueError: this object already holds a claim (call :meth:`release` first).
+        """
+        group = self._writable()
+        if self._claim is not None:
+            raise ValueError(f"this writer already holds claim {self._claim.name!r}; release() it first.")
+        wanted = merge_ranges(ranges)
+        if any(a < 0 for a, _ in wanted):
+            raise ValueError(f"`ranges` must be non-negative [start, stop) pairs, got {wanted}.")
+        self._claim = _claims.acquire(group, wanted, url=self.url)
+        return self._claim
+
+    def release(self) -> None:
+        """Give up this writer's claim (its committed samples stay; a no-op without a claim)."""
+        if self._claim is not None:
+            _claims.remove_claim(self._writable(), self._claim.name)
+            self._claim = None
+
+    def release_claim(self, name: str) -> bool:
+        """Remove another writer's claim by name (``synthaug cache claims --release``), for a writer
+        known to be gone that the automatic check cannot see (killed on another host less than
+        ``claims.STALE_AFTER_S`` ago). Returns ``False`` when the store has no such claim."""
+        return _claims.remove_claim(self._writable(), str(name))
+
+    def claims(self) -> list[Claim]:
+        """Every writer claim recorded in the store (running writers, or dead ones not yet cleared)."""
+        return _claims.read_claims(self._ensure_open())
+
+    def _check_claimed(self, start: int, stop: int) -> None:
+        held = self._claim.ranges if self._claim is not None else ()
+        if stop > start and not any(a <= start and stop <= b for a, b in held):
+            raise ValueError(
+                f"slots [{start}, {stop}) of cache {self.url!r} are not claimed by this writer; call "
+                "cache.claim([(start, stop)]) first, so no other run can write them at the same time."
+            )
 
     def consolidate(self) -> int:
         """Merge every writer's record into the store's commit record (run once, after all writers).
@@ -750,6 +801,13 @@ class SyntheticCache:
         if needed > self.capacity:
             # Grow geometrically: every resize rewrites the metadata of all six arrays.
             self.reserve(max(needed, 2 * self.capacity))
-        start, stop = self.write(start, image=image, inst=inst, type=type, meta=meta)
-        self.commit(start, stop)
+        held = self._claim is not None
+        if not held:
+            self.claim([(start, needed)])
+        try:
+            start, stop = self.write(start, image=image, inst=inst, type=type, meta=meta)
+            self.commit(start, stop)
+        finally:
+            if not held:
+                self.release()
         return start, stop

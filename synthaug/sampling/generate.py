@@ -4,7 +4,8 @@ Sample ``i`` always takes its layout from ``mask_source[i]`` and its noise from 
 ``(seed, i)``, so what lands in slot ``i`` depends neither on the batch size nor on the rank that
 drew it. Under ``torchrun`` / ``accelerate launch`` each rank fills the contiguous slice
 ``[rank * N // world, (rank + 1) * N // world)`` of ONE store (disjoint chunks, no locks) and
-commits to its own writer record; rank 0 merges the records after a barrier. A killed run is
+commits to its own writer record; rank 0 merges the records after a barrier. Each rank claims its
+slots first (``synthaug.sampling.claims``), so another run on the same store is refused. A killed run is
 resumed by calling again with the same arguments: committed slots are skipped, half-written ones
 are overwritten with identical bytes.
 """
@@ -312,6 +313,8 @@ def generate_to_cache(
         "synthaug_version": __version__,
         "target": dict(target) if target else None,
     }
+    header_attrs = {**dict(attrs or {}), "run": {**record, "seed": seed, "num_samples": num_samples}}
+    cache = None
     try:
         cache = _prepare_store(
             cache_url,
@@ -323,12 +326,20 @@ def generate_to_cache(
             type_names=type_names,
             num_samples=num_samples,
             resume=resume,
-            attrs={**dict(attrs or {}), "run": {**record, "seed": seed, "num_samples": num_samples}},
+            attrs=header_attrs,
             model_hash=digest,
             storage_options=storage_options,
         )
         lo, hi = rank * num_samples // world, (rank + 1) * num_samples // world
         todo = _missing(lo, hi, cache.committed_ranges())
+        if todo:
+            # Claim before writing: a second run on this store (started at the same time, or a
+            # resume while this one works) is refused here instead of interleaving its samples.
+            cache.claim(todo)
+            # Two runs that created the store at the same instant: the header is the last writer's.
+            stored = SyntheticCache.open(cache_url, storage_options=storage_options)
+            _check_same_run(stored, cache_url, header_attrs)
+            todo = _missing(lo, hi, cache.committed_ranges())  # what the claim's previous holder finished
         writer = None if world == 1 else f"rank-{rank}"
         total = sum(b - a for a, b in todo)
         bar = tqdm(total=total, unit="pair", desc=f"sampling (rank {rank})", disable=not progress)
@@ -361,6 +372,8 @@ def generate_to_cache(
                 cache.consolidate()
             dist.barrier()
     finally:
+        if cache is not None:
+            cache.release()
         if initialised_here:
             dist.destroy_process_group()
     return SyntheticCache.open(cache_url, model_hash=digest, storage_options=storage_options)

@@ -71,6 +71,7 @@ def test_round_trip_keeps_bytes_meta_and_counts(url: str):
 
 def test_written_samples_stay_invisible_until_committed(url: str):
     cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
+    cache.claim([(0, 4)])
     start, stop = cache.write(0, **_batch(4, seed=2))
     assert len(SyntheticCache.open(url)) == 0 and len(cache) == 0
     cache.commit(start, stop)
@@ -82,6 +83,8 @@ def test_writer_records_become_visible_after_consolidation(url: str):
     cache.reserve(6)
     # two "ranks" write disjoint ranges, the second finishing first
     other = SyntheticCache.open(url, mode="a")
+    other.claim([(3, 6)])
+    cache.claim([(0, 3)])
     other.commit(*other.write(3, **_batch(3, seed=4)), writer="rank-1")
     cache.commit(*cache.write(0, **_batch(3, seed=3)), writer="rank-0")
     assert len(SyntheticCache.open(url)) == 0
@@ -93,6 +96,7 @@ def test_writer_records_become_visible_after_consolidation(url: str):
 def test_a_hole_hides_later_samples(url: str):
     cache = SyntheticCache.create(url, height=H, width=W, num_types=T)
     cache.reserve(4)
+    cache.claim([(0, 4)])
     cache.commit(*cache.write(2, **_batch(2, seed=5)))
     assert len(cache) == 0 and cache.committed_ranges() == [(2, 4)]
     with pytest.raises(ValueError, match=r"append would overwrite"):

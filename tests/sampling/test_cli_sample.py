@@ -61,6 +61,7 @@ def test_consolidate_merges_rank_records(tmp_path, capsys):
     url = str(tmp_path / "c.zarr")
     cache = SyntheticCache.create(url, height=4, width=4, num_types=1)
     cache.reserve(2)
+    cache.claim([(0, 2)])
     for rank in range(2):
         cache.write(rank, image=np.zeros((1, 4, 4, 3), np.uint8), inst=np.zeros((1, 4, 4), np.int32),
                     type=np.zeros((1, 4, 4), np.uint8), meta=[{"rank": rank}])

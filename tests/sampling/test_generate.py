@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from synthaug.sampling import ClaimConflictError
 from synthaug.sampling.cache import SyntheticCache
 from synthaug.sampling.generate import generate_to_cache, model_hash, sample_seed
 
@@ -102,11 +103,30 @@ def test_killed_run_resumes_to_exactly_n_samples(pipeline, masks, reference, tmp
     assert child.exitcode == -signal.SIGKILL
     partial = SyntheticCache.open(url)
     assert 2 <= len(partial) < N  # killed mid-way, after at least one committed batch
+    assert [c.is_live() for c in partial.claims()] == [False]  # the dead run's claim is left behind
 
-    resumed = _generate(pipeline, masks, url, batch_size=3)
-    assert len(resumed) == N and resumed.committed_ranges() == [(0, N)]
+    resumed = _generate(pipeline, masks, url, batch_size=3)  # ... and taken over
+    assert len(resumed) == N and resumed.committed_ranges() == [(0, N)] and resumed.claims() == []
     assert [resumed.read(i)["meta"]["index"] for i in range(N)] == list(range(N))  # no duplicates
     assert np.abs(_images(resumed) - _images(reference)).max() <= 1
+
+
+def test_a_second_run_on_a_store_being_filled_is_refused(pipeline, masks, reference, tmp_path):
+    # Two `synthaug sample` runs with the same settings on one --out: the header check cannot tell
+    # them apart; the running one's claim does, and the newcomer writes nothing.
+    url = str(tmp_path / "busy.zarr")
+    child = FORK.Process(target=_child, args=(_generate, pipeline, _SlowSource(masks, delay=0.4), url))
+    child.start()
+    try:
+        _wait_for_commits(url, minimum=2)
+        with pytest.raises(ClaimConflictError, match=rf"being filled by another run: .*pid {child.pid}"):
+            _generate(pipeline, masks, url)
+    finally:
+        child.join(timeout=120)
+    assert child.exitcode == 0
+    cache = SyntheticCache.open(url)
+    assert len(cache) == N and cache.claims() == []
+    assert np.abs(_images(cache) - _images(reference)).max() <= 1  # the first run's samples only
 
 
 def _free_port() -> int:
