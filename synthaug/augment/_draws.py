@@ -47,8 +47,14 @@ def check_cache(
             "sample a cache with the real dataset's type list (or remap the types) before mixing."
         )
     recorded = getattr(cache, "type_names", None)
-    if type_names is not None and recorded is not None:
-        wanted = {int(k): str(v) for k, v in type_names.items()}
+    wanted = None if type_names is None else {int(k): str(v) for k, v in type_names.items()}
+    if wanted and int(cache.num_types) != max(wanted):
+        # Also for a cache that records no names: its labels must stay inside the real data's range.
+        raise ValueError(
+            f"`{name}` holds {cache.num_types} nucleus types but the real data's `type_names` go up to "
+            f"{max(wanted)}; sample a cache with the real dataset's type list before mixing."
+        )
+    if wanted is not None and recorded is not None:
         if wanted != recorded:
             raise ValueError(
                 f"`{name}` was sampled on masks with types {recorded} but the real data has {wanted}; "

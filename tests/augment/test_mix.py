@@ -107,7 +107,11 @@ def test_empty_or_too_small_cache_is_refused(make_cache, real):
         SyntheticMixDataset(NucleiDataset([real_sample(48)]), make_cache(size=32))
     named = make_cache(type_names={1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"})
     with pytest.raises(ValueError, match="the same id must mean the same class"):
-        SyntheticMixDataset(real, named, type_names={1: "neoplastic", 2: "inflammatory", 3: "connective"})
+        pannuke_like = {1: "neoplastic", 2: "inflammatory", 3: "connective", 4: "dead"}
+        SyntheticMixDataset(real, named, type_names=pannuke_like)
+    # a 6-type cache (recording no names) with 4-type real data would yield labels 5 and 6
+    with pytest.raises(ValueError, match="holds 6 nucleus types but the real data's `type_names` go up to 4"):
+        SyntheticMixDataset(real, make_cache(num_types=6), type_names=named.type_names)
 
 
 def test_batched_fetch_with_read_ahead_equals_item_by_item(make_cache, real):

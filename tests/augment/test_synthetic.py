@@ -154,6 +154,9 @@ def test_cache_whose_class_names_differ_from_the_real_datas_is_refused(make_cach
         SyntheticAugment(cache, num_types=4, type_names=pannuke_like)  # same count, other classes
     SyntheticAugment(cache, num_types=4, type_names=consep)
     SyntheticAugment(make_cache(), type_names=pannuke_like)  # a cache that records no names: unknown
+    # ... but its type count is known: a 6-type cache would hand a 4-type segmenter labels 5 and 6
+    with pytest.raises(ValueError, match="holds 6 nucleus types but the real data's `type_names` go up to 4"):
+        SyntheticAugment(make_cache(num_types=6), type_names=consep)
 
 
 def test_tiles_smaller_than_the_samples_are_refused(make_cache):
