@@ -6,7 +6,9 @@ Measured in one run on the same model, masks and device:
   per guided modality. Running 1000 steps is pointless for a rate, so a few steps are timed after a
   warm-up and the per-step cost is extrapolated to 1000 steps (printed as such).
 - **default**: ``MSDMPipeline`` with DPM-Solver++ (``--steps``, log-SNR-spaced timesteps), the same
-  guidance batched into one forward, a batch of tiles, ``channels_last`` + bf16 autocast on CUDA.
+  guidance batched into one forward, a batch of tiles, ``channels_last`` on CUDA, bf16 autocast
+  where the device computes bf16 natively (CUDA; CPUs with AMX-BF16 / AVX512-BF16), then the same
+  pipeline once more in fp32 to show what the autocast buys.
 - **cache**: pairs/s written into a local ``SyntheticCache`` (commit per batch), to check the store
   is never the bottleneck.
 
@@ -34,6 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from synthaug.model import MSDM, TextEmbeddingCache, make_noise_scheduler
+from synthaug.model.train import resolve_mixed_precision
 from synthaug.sampling.cache import SyntheticCache
 from synthaug.sampling.mask_sources import LayoutMaskSource
 from synthaug.sampling.pipeline import DEFAULT_GUIDANCE, MSDMPipeline, load_pipeline, make_scheduler
@@ -185,6 +188,14 @@ def main() -> None:
     default_rate, flops = pipeline_rate(
         pipe, masks, device, batch_size=batch, steps=args.steps, repeats=args.repeats, guidance=guidance
     )
+    precision = resolve_mixed_precision(pipe.mixed_precision, device)
+    fp32_rate = None
+    if precision != "no":  # what the mixed precision buys, in the same run
+        pipe.mixed_precision = "no"
+        fp32_rate, _ = pipeline_rate(
+            pipe, masks, device, batch_size=batch, steps=args.steps, repeats=args.repeats, guidance=guidance
+        )
+        pipe.mixed_precision = "auto"
     write_rate = cache_write_rate(masks, size, batch_size=batch, num_samples=cache_samples)
 
     hardware = (
@@ -193,8 +204,9 @@ def main() -> None:
     )
     rows = [
         ("naive: fp32 eager DDPM-1000, 1 tile, guidance unbatched*", naive_rate, 1.0),
-        (f"default: DPM-Solver++ {args.steps} steps, guidance batched, batch {batch}", default_rate,
-         default_rate / naive_rate),
+        (f"default: DPM-Solver++ {args.steps} steps, guidance batched, batch {batch}, {precision}",
+         default_rate, default_rate / naive_rate),
+        *([("  the same in fp32", fp32_rate, fp32_rate / naive_rate)] if fp32_rate else []),
         (f"cache write (zarr, local, batch {batch})", write_rate, write_rate / naive_rate),
     ]
     print(f"\nMSDM '{preset}' at {size}x{size} on {hardware}")
@@ -209,7 +221,8 @@ def main() -> None:
         "naive_pairs_per_s": naive_rate, "naive_seconds_per_step": naive_step,
         "naive_steps_measured": args.naive_steps, "default_pairs_per_s": default_rate,
         "speedup": default_rate / naive_rate, "cache_write_pairs_per_s": write_rate,
-        "torch": torch.__version__,
+        "mixed_precision": precision, "default_fp32_pairs_per_s": fp32_rate,
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
     }
     if device.type == "cuda":
         ceiling = bf16_matmul_tflops(device)

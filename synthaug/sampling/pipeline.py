@@ -32,6 +32,7 @@ from synthaug.conditions import build_conditions
 from synthaug.model import metadata_to_text
 from synthaug.model.loading import SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER, resolve_model_path
 from synthaug.model.sampler import SCHEDULERS, denoise, make_scheduler
+from synthaug.model.train import resolve_mixed_precision
 
 __all__ = [
     "DEFAULT_GUIDANCE",
@@ -93,8 +94,9 @@ class MSDMPipeline(DiffusionPipeline):
         # The text cache is a lookup table, not a diffusers component, so it is kept as a plain
         # attribute (saved beside the model by the training loop).
         self.text_cache = text_cache
-        # Mixed precision used on CUDA (set torch.float16 for GPUs without bf16); fp32 on the CPU.
-        self.autocast_dtype = torch.bfloat16
+        # Autocast of the denoiser, as in training: "auto" is bf16 where the device computes it
+        # natively (most GPUs; CPUs with AMX-BF16 / AVX512-BF16), fp32 elsewhere; "no", "bf16", "fp16".
+        self.mixed_precision = "auto"
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
         """diffusers' ``save_pretrained`` (model + scheduler), plus the text cache in ``text_cache/``."""
@@ -311,7 +313,11 @@ class MSDMPipeline(DiffusionPipeline):
 
         # 3. Denoising loop
         h, w = insts[0].shape
-        autocast = torch.autocast(device.type, dtype=self.autocast_dtype, enabled=device.type == "cuda")
+        precision = resolve_mixed_precision(check_choice(
+            self.mixed_precision, "pipeline.mixed_precision", ("auto", "no", "bf16", "fp16")
+        ), device)
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        autocast = torch.autocast(device.type, dtype=dtype, enabled=precision != "no")
 
         def predict(model_input, t):
             with autocast:

@@ -181,6 +181,7 @@ def test_missing_or_empty_metadata_samples_with_the_learned_text_null(tiny_model
     # also beside samples that have text (their text is guided, its row is not).
     scheduler = make_scheduler("dpm", make_noise_scheduler().config)
     pipe = MSDMPipeline(tiny_model, scheduler, TextEmbeddingCache())
+    pipe.mixed_precision = "no"  # compares rows of differently composed batches (see the bf16 test)
     first, second = masks[0], masks[1]
     kwargs = {"num_inference_steps": 2, "guidance": {"text": 2.0}}
 
@@ -205,3 +206,25 @@ def test_guidance_weights_must_be_finite_non_negative_numbers(weight):
     with pytest.raises(ValueError, match="keys must be among"):
         check_guidance({"texture": 1.0})
     check_guidance({"mask": 0.0, "text": 2.0, "colour": 1})
+
+
+def test_bf16_autocast_stays_close_to_fp32_and_is_the_default_only_where_native(pipeline, masks, monkeypatch):
+    from synthaug.model import train as train_module
+
+    def images(precision):
+        pipeline.mixed_precision = precision
+        try:
+            return _call(pipeline, [masks[0], masks[1]], [5, 6], num_inference_steps=2).images.astype(int)
+        finally:
+            pipeline.mixed_precision = "no"
+
+    fp32, bf16 = images("no"), images("bf16")
+    # bf16 rounds the network's matmuls: a pixel moves by a few levels at most, not a different tile
+    assert 0 < np.abs(bf16 - fp32).mean() < 2.0 and np.abs(bf16 - fp32).max() <= 16
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda native=native: native)
+        assert train_module.resolve_mixed_precision("auto", "cpu") == expected
+    pipeline.mixed_precision = "float8"
+    with pytest.raises(ValueError, match="pipeline.mixed_precision"):
+        _call(pipeline, [masks[0]], [5], num_inference_steps=1)
+    pipeline.mixed_precision = "no"
