@@ -95,6 +95,7 @@ def run(args) -> int:
     from synthaug.metrics.features import extract_features
     from synthaug.metrics.fidelity import fidelity_from_features, groups_from_labels, metric_name
     from synthaug.model.loading import resolve_model_path
+    from synthaug.model.train import resolve_mixed_precision
     from synthaug.sampling.pipeline import load_pipeline
 
     started = time.time()
@@ -105,6 +106,8 @@ def run(args) -> int:
     train = reader.load(args.reference_split)
     model_dir = resolve_model_path(args.model)
     pipe = load_pipeline(args.model, scheduler=args.scheduler, device=args.device)
+    if args.fp32:
+        pipe.mixed_precision = "no"
     metas = _prompts(model_dir, test)
     guidance = {m: 1.0 for m in ("mask", "text", "colour")} if args.no_guidance else None
     extractor = load_feature_extractor(args.encoder, device=args.device)
@@ -193,6 +196,7 @@ def run(args) -> int:
         "device": device_description(args.device), "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d"), "wall_seconds": time.time() - started,
         "sampling_seconds_per_tile": sampling_seconds / len(test), "threads": torch.get_num_threads(),
+        "mixed_precision": resolve_mixed_precision(pipe.mixed_precision, pipe.device),
         "segmenter": {"kind": "haematoxylin threshold fitted on the train split",
                       "threshold": segmenter.threshold},
         "summary": summary, "reports": reports, "quality_vs_steps": curve, "grid": str(grid),

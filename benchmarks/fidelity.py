@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "curve whose KID is within one KID std of the curve's best",
     )
     parser.add_argument("--no-guidance", action="store_true", help="--model: all guidance weights 1")
+    parser.add_argument("--fp32", action="store_true",
+                        help="--model: sample in fp32 (default: bf16 autocast on native-bf16 devices)")
     parser.add_argument("--batch", type=int, default=4, help="--model: tiles per pipeline call")
     parser.add_argument(
         "--curve-steps", type=lambda s: [int(v) for v in s.split(",") if v], default=[8, 15, 25],

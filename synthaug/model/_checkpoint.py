@@ -23,8 +23,13 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(accelerator: Accelerator, ema: EMAModel, output_dir: Path, step: int, keep: int) -> None:
-    """accelerate's state + the EMA as safetensors/JSON; keeps the newest ``keep`` checkpoints."""
+def save_checkpoint(
+    accelerator: Accelerator, ema: EMAModel, output_dir: Path, step: int, keep: int, micro_batches: int
+) -> None:
+    """accelerate's state + the EMA as safetensors/JSON; keeps the newest ``keep`` checkpoints.
+
+    ``micro_batches`` (drawn so far) tells a resumed run where in the data order to continue.
+    """
     path = output_dir / "checkpoints" / f"checkpoint-{step:06d}"
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
@@ -35,19 +40,20 @@ def save_checkpoint(accelerator: Accelerator, ema: EMAModel, output_dir: Path, s
         )
         (path / "ema.json").write_text(json.dumps(state))
         # Written last: its presence marks the checkpoint complete.
-        (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+        (path / "trainer_state.json").write_text(json.dumps({"step": step, "micro_batches": micro_batches}))
         old = sorted((output_dir / "checkpoints").glob("checkpoint-*"))[:-keep]
         for stale in old:
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
-def load_checkpoint(accelerator: Accelerator, ema: EMAModel, path: Path) -> int:
-    """Restore model, optimiser, LR scheduler, RNG and EMA; returns the saved step."""
+def load_checkpoint(accelerator: Accelerator, ema: EMAModel, path: Path) -> dict:
+    """Restore model, optimiser, LR scheduler, RNG and EMA; returns the trainer state (``step``,
+    ``micro_batches`` where recorded)."""
     accelerator.load_state(str(path))
     tensors = load_file(path / "ema.safetensors")
     state = json.loads((path / "ema.json").read_text())
     state["shadow_params"] = [tensors[str(i)] for i in range(len(tensors))]
     ema.load_state_dict(state)
     ema.to(accelerator.device)
-    return int(json.loads((path / "trainer_state.json").read_text())["step"])
+    return json.loads((path / "trainer_state.json").read_text())

@@ -58,7 +58,9 @@ class MSDMTrainDataset(Dataset):
         resolution: crop size; smaller samples are padded (white image, background masks).
         text_ids: per sample, the row of its prompt in the caller's text embedding table.
         augment: random crop + flips/rot90 + colour jitter; ``False`` = centre crop, no jitter.
-        seed: seed of the augmentation random state (see :meth:`set_random_state`).
+        seed: run seed. The augmentation of item ``i`` in epoch ``e`` (:meth:`set_epoch`) is drawn
+            from ``(seed, e, i)`` alone, so it depends neither on the DataLoader worker that builds
+            it nor on how many items came before: a resumed run sees the same crops.
         has_mask: per sample, whether its mask is an annotation (default: :func:`mask_available`).
 
     Each item: ``image (3,H,W)`` float32 in [-1, 1], ``conditions (C,H,W)`` float32, ``colour (6,)``
@@ -91,11 +93,13 @@ class MSDMTrainDataset(Dataset):
         self.has_mask = mask_available(self.samples) if has_mask is None else [bool(m) for m in has_mask]
         if len(self.has_mask) != len(self.samples):
             raise ValueError(f"`has_mask` has {len(self.has_mask)} entries for {len(self.samples)} samples.")
-        self.transform = _transform(resolution, augment, seed)
+        self.seed = 0 if seed is None else int(seed)
+        self.epoch = 0
+        self.transform = _transform(resolution, augment, self.seed)
 
-    def set_random_state(self, seed: int) -> MSDMTrainDataset:
-        """Re-seed the augmentation (call once per DataLoader worker, see ``worker_init_fn``)."""
-        self.transform.set_random_seed(seed)
+    def set_epoch(self, epoch: int) -> MSDMTrainDataset:
+        """Select the augmentation draws of pass ``epoch`` (set before iterating a DataLoader over it)."""
+        self.epoch = int(epoch)
         return self
 
     def __len__(self) -> int:
@@ -104,6 +108,7 @@ class MSDMTrainDataset(Dataset):
     def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One augmented ``(image HWC uint8, inst, types)`` triple, before conversion."""
         sample = self.samples[index]
+        self.transform.set_random_seed(item_seed(self.seed, self.epoch, index))
         out = self.transform(image=sample.image, masks=[sample.inst, sample.types])
         inst, types = out["masks"]
         return np.ascontiguousarray(out["image"]), np.ascontiguousarray(inst), np.ascontiguousarray(types)
@@ -121,7 +126,24 @@ class MSDMTrainDataset(Dataset):
         }
 
 
-def worker_init_fn(worker_id: int) -> None:
-    """Give each DataLoader worker its own augmentation stream, derived from the loader's seed."""
-    info = torch.utils.data.get_worker_info()
-    info.dataset.set_random_state(int(torch.initial_seed() % 2**32))
+def item_seed(seed: int, epoch: int, index: int, stream: int = 0) -> int:
+    """A 32-bit seed of its own for each (run seed, epoch, index) and stream (0: augmentation)."""
+    return int(np.random.SeedSequence([seed, epoch, index], spawn_key=(stream,)).generate_state(1)[0])
+
+
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """A fresh permutation of ``range(n)`` per epoch, drawn from ``(seed, epoch)`` alone, so a run
+    resumed at epoch ``e`` sees the order an uninterrupted run would (``set_epoch`` before each pass)."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, 0, stream=1))
+        return iter(torch.randperm(self.n, generator=generator).tolist())

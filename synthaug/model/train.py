@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
+from accelerate import Accelerator, skip_first_batches
+from accelerate.utils import GradientAccumulationPlugin
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
@@ -41,7 +42,7 @@ from synthaug.conditions import ConditionLayout
 from synthaug.data import BenchmarkSplit, Sample
 from synthaug.model._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from synthaug.model._reporting import GridMaker, read_loss_log, save_loss_curve
-from synthaug.model.dataset import MSDMTrainDataset, mask_available, worker_init_fn
+from synthaug.model.dataset import EpochShuffle, MSDMTrainDataset, item_seed, mask_available
 from synthaug.model.encoders import MODALITIES
 from synthaug.model.loading import (
     MODEL_SUBFOLDER,
@@ -420,7 +421,12 @@ def train_msdm(
         check_new_run_folder(out)
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(config.mixed_precision),
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # Every optimiser step averages exactly N micro-batches, also across the end of a pass
+        # (accelerate's default syncs early there, giving a step of fewer); the resume arithmetic
+        # (micro-batches = N x steps) relies on it.
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=config.gradient_accumulation_steps, sync_with_dataloader=False
+        ),
     )
     layout = config.condition_layout or ConditionLayout()
 
@@ -438,14 +444,15 @@ def train_msdm(
     dataset = MSDMTrainDataset(
         samples, layout=layout, resolution=config.resolution, text_ids=text_ids, seed=config.seed
     )
+    # Order and crops of every pass are functions of (seed, epoch, index): a resumed run, or one with
+    # more DataLoader workers, trains on exactly the batches an uninterrupted one does.
+    sampler = EpochShuffle(len(dataset), seed=config.seed)
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
-        shuffle=True,
+        sampler=sampler,
         drop_last=len(dataset) >= config.batch_size,
         num_workers=config.num_workers,
-        worker_init_fn=worker_init_fn if config.num_workers else None,
-        generator=torch.Generator().manual_seed(config.seed),
     )
     # Seeded initialisation without touching the caller's global RNG state; every later draw
     # (data order, augmentation, noise, dropout) comes from generators seeded from `config.seed`.
@@ -484,13 +491,14 @@ def train_msdm(
     grids = GridMaker(samples, config, layout, text_ids, text_table, text_mask_table)
 
     # 3. Resume.
-    step = 0
+    step, micro = 0, 0  # optimiser steps; micro-batches this process has drawn
     checkpoint = latest_checkpoint(out) if config.resume else None
     if checkpoint is not None:
-        step = load_checkpoint(accelerator, ema, checkpoint)
+        state = load_checkpoint(accelerator, ema, checkpoint)
+        step = state["step"]
+        micro = state.get("micro_batches", step * config.gradient_accumulation_steps)
         accelerator.print(f"resumed from {checkpoint} at step {step}")
     generator = torch.Generator(device=accelerator.device)
-    generator.manual_seed(config.seed + 7919 * accelerator.process_index + step)
 
     # 4. Loop.
     log_path = out / "loss.jsonl"
@@ -507,12 +515,21 @@ def train_msdm(
     )
     started, start_step, micro_losses = time.perf_counter(), step, []
     deadline = math.inf if config.time_budget_minutes is None else started + 60 * config.time_budget_minutes
-    epoch = step  # distinct data order per pass, also after a resume
+    epoch, skip = divmod(micro, len(loader))  # a resumed pass continues where its checkpoint left it
     while step < config.steps and not _past_deadline(deadline, accelerator):
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        epoch += 1
-        for batch in loader:
+        batches = skip_first_batches(loader, skip) if skip else loader
+        # Set before iterating: non-persistent workers copy the dataset (and its epoch) per pass, and
+        # accelerate's loader re-applies its own pass counter to the sampler when iterated.
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(epoch)  # also sets the sampler's
+        else:
+            sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        epoch, skip = epoch + 1, 0
+        for batch in batches:
+            # Noise, timesteps and condition dropout of micro-batch m: from (seed, rank, m) alone.
+            generator.manual_seed(item_seed(config.seed, accelerator.process_index, micro, stream=2))
+            micro += 1
             with accelerator.accumulate(model):
                 drops = _draw_drops(config, batch["has_mask"], generator)
                 ids = batch["text_id"]
@@ -555,7 +572,7 @@ def train_msdm(
                         json.dumps({"step": step, "loss": value, "lr": lr_scheduler.get_last_lr()[0]}) + "\n"
                     )
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-                save_checkpoint(accelerator, ema, out, step, config.checkpoints_total_limit)
+                save_checkpoint(accelerator, ema, out, step, config.checkpoints_total_limit, micro)
             if config.export_every and step % config.export_every == 0 and accelerator.is_main_process:
                 _export_ema(accelerator.unwrap_model(model), ema, out / MODEL_SUBFOLDER)
             if config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
@@ -572,7 +589,7 @@ def train_msdm(
     elapsed = time.perf_counter() - started
 
     # 5. Export: EMA weights, scheduler, text cache, summary, curve, a final grid.
-    save_checkpoint(accelerator, ema, out, step, config.checkpoints_total_limit)
+    save_checkpoint(accelerator, ema, out, step, config.checkpoints_total_limit, micro)
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)
         grids(final, ema, noise_scheduler.config, out / "samples" / "final.png", step)

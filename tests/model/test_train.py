@@ -228,3 +228,47 @@ def test_auto_mixed_precision_uses_bf16_only_where_the_cpu_computes_it_natively(
         monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda native=native: native)
         assert train_module.resolve_mixed_precision("auto", "cpu") == expected
     assert train_module.resolve_mixed_precision("fp16", "cpu") == "fp16"  # an explicit choice stays
+
+
+def _state(run: Path) -> dict[str, torch.Tensor]:
+    return load_msdm(run).state_dict()
+
+
+def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tmp_path, toy_samples, text_cache):
+    # batch 2 of 6 samples: 3 batches per pass, so the step-4 checkpoint falls mid-pass and the
+    # resumed run must continue the same pass in the same order, with the same crops and noise.
+    config = dict(batch_size=2, steps=8, checkpoint_every=4)
+    whole = train_msdm(_config(tmp_path / "whole", **config), toy_samples, text_cache=text_cache)
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut)
+    shutil.rmtree(cut / "checkpoints" / "checkpoint-000008")
+    shutil.rmtree(cut / "model")
+    (cut / "loss.jsonl").write_text("".join((whole / "loss.jsonl").read_text().splitlines(True)[:4]))
+    train_msdm(_config(cut, resume=True, **config), toy_samples, text_cache=text_cache)
+    assert read_loss_log(cut / "loss.jsonl")[1].tolist() == read_loss_log(whole / "loss.jsonl")[1].tolist()
+    a, b = _state(whole), _state(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_dataloader_workers_change_nothing_but_speed(tmp_path, toy_samples, text_cache):
+    runs = [
+        train_msdm(_config(tmp_path / f"w{n}", batch_size=2, steps=3, num_workers=n), toy_samples,
+                   text_cache=text_cache)
+        for n in (0, 2)
+    ]
+    losses = [read_loss_log(run / "loss.jsonl")[1].tolist() for run in runs]
+    assert losses[0] == losses[1]
+    a, b = _state(runs[0]), _state(runs[1])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gradient_accumulation_counts_optimiser_steps(tmp_path, toy_samples, text_cache):
+    out = train_msdm(
+        _config(tmp_path / "acc", batch_size=2, steps=3, gradient_accumulation_steps=2, checkpoint_every=0),
+        toy_samples, text_cache=text_cache,
+    )
+    steps, losses = read_loss_log(out / "loss.jsonl")
+    assert steps.tolist() == [1, 2, 3] and np.isfinite(losses).all()
+    state = json.loads((out / "checkpoints" / "checkpoint-000003" / "trainer_state.json").read_text())
+    assert state == {"step": 3, "micro_batches": 6}  # two micro-batches of 2 per optimiser step
+    assert json.loads((out / "training_summary.json").read_text())["steps"] == 3
