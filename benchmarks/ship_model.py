@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "model").mkdir(parents=True)
-    shutil.copy2(args.run / "model" / "config.json", staging / "model" / "config.json")
+    config = json.loads((args.run / "model" / "config.json").read_text())
+    config.pop("_name_or_path", None)  # a warm-started run records where it loaded from: a local path
+    (staging / "model" / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     tensors = load_file(args.run / "model" / WEIGHTS)
     half = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in tensors.items()}
     save_file(half, staging / "model" / WEIGHTS, metadata={"format": "pt"})

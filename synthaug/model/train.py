@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from collections import Counter
@@ -221,6 +222,20 @@ def resolve_mixed_precision(mixed_precision: str, device: torch.device | str | N
     return "no"
 
 
+def _release_single_process_state() -> None:
+    """Forget the mixed precision of an earlier run in this process.
+
+    accelerate keeps one process-wide ``AcceleratorState`` and refuses an ``Accelerator`` with
+    another mixed precision, so a second ``train_msdm`` in one notebook or benchmark (fp32, then
+    bf16) would fail. Under a distributed launch the state belongs to the launcher: kept.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()  # accelerate's own reset (its tests use it the same way)
+        GradientState._reset_state()
+
+
 def _cpu_has_native_bf16() -> bool:
     """AMX-BF16 or AVX512-BF16 in the CPU flags. oneDNN also "supports" bf16 on plain AVX-512 by
     emulation, which was slower than fp32 here (4.3 vs 7.4 img/s on an Ice Lake without either)."""
@@ -419,6 +434,7 @@ def train_msdm(
     out = config.output_dir
     if not config.resume:
         check_new_run_folder(out)
+    _release_single_process_state()
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(config.mixed_precision),
         # Every optimiser step averages exactly N micro-batches, also across the end of a pass

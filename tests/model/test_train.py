@@ -272,3 +272,11 @@ def test_gradient_accumulation_counts_optimiser_steps(tmp_path, toy_samples, tex
     state = json.loads((out / "checkpoints" / "checkpoint-000003" / "trainer_state.json").read_text())
     assert state == {"step": 3, "micro_batches": 6}  # two micro-batches of 2 per optimiser step
     assert json.loads((out / "training_summary.json").read_text())["steps"] == 3
+
+
+def test_runs_with_other_mixed_precisions_follow_each_other_in_one_process(tmp_path, toy_samples, text_cache):
+    # accelerate keeps one process-wide state; a notebook that trains in fp32, then in bf16, must work
+    for k, precision in enumerate(("no", "bf16", "no")):
+        out = train_msdm(_config(tmp_path / f"run{k}", steps=1, mixed_precision=precision),
+                         toy_samples, text_cache=text_cache)
+        assert json.loads((out / "training_summary.json").read_text())["steps"] == 1
