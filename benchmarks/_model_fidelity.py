@@ -187,7 +187,8 @@ def run(args) -> int:
              {"image": synth[i], "inst": test[i].inst, "type": test[i].types})
             for i in np.linspace(0, len(test) - 1, 8).astype(int)]
     grid = save_grid(args.out / "grid.png", rows, title=f"{args.model}: {args.steps} {args.scheduler} steps, "
-                     f"{'no guidance' if args.no_guidance else 'default guidance'}, CoNSeP test masks")
+                     f"{'no guidance' if args.no_guidance else 'default guidance'}, CoNSeP test masks",
+                     type_names=names)
     write_json(args.out / "summary.json", summary)
     write_json(args.out / "fidelity.json", {
         "benchmark": "fidelity --model", "model": str(args.model), "model_config": json.loads(

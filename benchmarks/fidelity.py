@@ -95,43 +95,34 @@ def _dominant_type(inst_types: dict[int, int], names: dict[int, str]) -> str:
     return f"{names.get(type_id, type_id)}-rich"
 
 
-# Type colours of the overlay: 1 other, 2 inflammatory, 3 epithelial, 4 spindle (CoNSeP ids).
-_PALETTE = np.array([[0, 0, 0], [1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 1, 1]], np.float32)
-
-
-def _overlay(image: np.ndarray, inst: np.ndarray, types: np.ndarray) -> np.ndarray:
-    from skimage.segmentation import find_boundaries
-
-    shaded = image.astype(np.float32) / 255.0
-    nuclei = types > 0
-    colour = _PALETTE[np.minimum(types, len(_PALETTE) - 1)]
-    shaded[nuclei] = 0.6 * shaded[nuclei] + 0.4 * colour[nuclei]
-    shaded[find_boundaries(inst, mode="inner")] = 0.0
-    return shaded
-
-
-def save_grid(path: Path, rows: list[tuple[np.ndarray, str, dict]], *, title: str) -> Path:
+def save_grid(path: Path, rows: list[tuple[np.ndarray, str, dict]], *, title: str,
+              type_names: dict[int, str] | None = None) -> Path:
+    """Real tile | synthetic tile | synthetic with the mask outlines, in the package's type palette."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from synthaug.viz import legend_handles, overlay_instances
 
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows)), squeeze=False)
     for r, (real_image, real_label, synth) in enumerate(rows):
         panels = [
             (real_image, real_label),
             (synth["image"], "synthetic"),
-            (
-                _overlay(synth["image"], synth["inst"], synth["type"]),
-                "mask: other/infl./epith./spindle =\nyellow/red/green/cyan",
-            ),
+            (overlay_instances(synth["image"], synth["inst"], synth["type"]), "synthetic + mask outlines"),
         ]
         for c, (image, label) in enumerate(panels):
             axes[r, c].imshow(image)
             axes[r, c].set_title(label, fontsize=7)
             axes[r, c].axis("off")
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
+    if type_names:
+        fig.legend(handles=legend_handles(type_names), loc="lower center", ncol=len(type_names), fontsize=7,
+                   frameon=False)
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -231,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((real.image, f"real {args.split} (random, unpaired)", s))
     smoke = args.cache.startswith("memory://fidelity-quick")
     title = f"{cache_note} vs {reader.name} {args.split}"
-    save_grid(args.out / "grid.png", rows[:6], title=title)
+    save_grid(args.out / "grid.png", rows[:6], title=title, type_names=dict(reader.type_names))
     record = {
         "benchmark": "fidelity",
         "smoke_test": smoke,
