@@ -26,7 +26,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import zarr
 
@@ -56,10 +56,10 @@ class Claim:
     def overlaps(self, ranges: Iterable[Range]) -> bool:
         return any(a < d and c < b for a, b in self.ranges for c, d in ranges)
 
-    def is_live(self, now: float | None = None) -> bool:
+    def is_live(self) -> bool:
         if self.host == socket.gethostname():
             return _pid_exists(self.pid)
-        return (time.time() if now is None else now) - self.heartbeat < STALE_AFTER_S
+        return time.time() - self.heartbeat < STALE_AFTER_S
 
     def describe(self) -> str:
         spans = ", ".join(f"[{a}, {b})" for a, b in self.ranges)
@@ -156,7 +156,7 @@ def heartbeat(group: zarr.Group, claim: Claim, *, url: str) -> Claim:
             f"cache {url!r}: this writer's claim {claim.name!r} was removed (another run judged it stale "
             "and took over its range); stopping so the two runs do not interleave. Resume once it is done."
         )
-    fresh = Claim(**{**asdict(claim), "heartbeat": time.time()})
+    fresh = replace(claim, heartbeat=time.time())
     group[CLAIMS][claim.name].attrs["heartbeat"] = fresh.heartbeat
     return fresh
 
