@@ -109,3 +109,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if not len(v):
         return float("nan"), float("nan")
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def calibration_tiles(train: list, most: int = 32) -> list:
+    """An even spread of at most ``most`` real training patches (never test ones)."""
+    return list(train[:: max(1, -(-len(train) // most))])[:most]

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     REPO,
     build_toy_cache,
+    calibration_tiles,
     device_description,
     git_commit,
     mean_std,
@@ -277,11 +278,6 @@ def _trained(folder: Path, calibrate_on: list):
     scores = calibrate_marker_threshold(model, calibrate_on, progress=False)
     history.marker_threshold_pq = {f"{k:g}": v for k, v in scores.items()}
     return model, history
-
-
-def calibration_tiles(train: list, most: int = 32) -> list:
-    """An even spread of at most ``most`` real training patches (never test ones)."""
-    return list(train[:: max(1, -(-len(train) // most))])[:most]
 
 
 def _figure_index(split) -> int:

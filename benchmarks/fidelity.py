@@ -56,6 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="--model: step counts of the quality-vs-steps curve (default 8,15,25; '' = none)",
     )
     parser.add_argument("--curve-tiles", type=int, default=32, help="--model: tiles per curve point")
+    parser.add_argument(
+        "--judge", type=Path, default=None,
+        help="--model: a trained synthaug.segment segmenter as the mask-faithfulness judge (default: "
+        "train one on the reference split into --work-dir/judge, or reuse the one there)",
+    )
+    parser.add_argument("--judge-steps", type=int, default=1500,
+                        help="--model: training steps of the judge (default 1500, the Dice benchmark's)")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "fidelity",
+                        help="--model: where the judge segmenter is trained (default runs/fidelity)")
     parser.add_argument("--data", type=Path, default=(REPO / ".." / "shared" / "data" / "consep").resolve())
     parser.add_argument("--split", default="test", help="held-out split of --data (default: test)")
     parser.add_argument("--reference-split", default="train", help="real reference split (default: train)")

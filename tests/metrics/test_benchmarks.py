@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -71,6 +72,30 @@ def test_fidelity_benchmark_quick(tmp_path, consep_root):
         report[key] / record["real_reference_vs_held_out"][key]
     )
     assert (out / "grid.png").stat().st_size > 10_000
+
+
+def test_fidelity_judge_is_trained_once_on_real_tiles_and_scores_tiles_against_their_masks(
+    tmp_path, monkeypatch, one_torch_thread
+):
+    from tests.segment.conftest import NAMES, toy_sample
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the judge imports the sibling `_common`
+    bench = _load("_model_fidelity")
+    train, test = [toy_sample(s, size=128) for s in range(3)], [toy_sample(s, size=128) for s in (7, 8)]
+    folder = tmp_path / "judge"
+    judge = bench.judge_segmenter(train, NAMES, folder=folder, steps=2, device="cpu")
+    assert judge.config.type_names == NAMES
+    saved = sorted(p.stat().st_mtime_ns for p in (folder / "model").iterdir())
+    again = bench.judge_segmenter(train, NAMES, folder=folder, steps=2, device="cpu")  # loaded, not retrained
+    assert sorted(p.stat().st_mtime_ns for p in (folder / "model").iterdir()) == saved
+    for a, b in zip(judge.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(SystemExit, match="--judge-steps 3"):
+        bench.judge_segmenter(train, NAMES, folder=folder, steps=3, device="cpu")
+    # Synthetic tiles identical to the real ones score exactly the judge's real row.
+    rows = bench.mask_faithfulness(judge, [s.image for s in test], test)
+    assert set(rows) == {"synthetic", "real"} and rows["synthetic"] == rows["real"]
+    assert {"Dice", "F1_detection", "PQ"} <= set(rows["real"])
 
 
 @pytest.mark.slow

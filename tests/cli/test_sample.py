@@ -7,13 +7,21 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from synthaug.cli.main import main
 from synthaug.cli.sample import parse_guidance
-from synthaug.model import make_noise_scheduler
+from synthaug.model import MSDM, make_noise_scheduler
 from synthaug.sampling.cache import SyntheticCache
 
-from .conftest import SIZE
+SIZE = 16
+
+
+@pytest.fixture
+def tiny_model(one_torch_thread) -> MSDM:
+    """A tiny untrained MSDM (the sampling tests' one): the command's plumbing, not image quality."""
+    torch.manual_seed(0)
+    return MSDM.from_preset("tiny", sample_size=SIZE).eval()
 
 
 def test_parse_guidance():
