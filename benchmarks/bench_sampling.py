@@ -155,6 +155,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed pipeline calls")
     parser.add_argument("--cache-samples", type=int, default=None, help="pairs written for the cache rate")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    parser.add_argument(
+        "--compare", type=lambda v: [p for p in v.split(",") if p], default=[],
+        help="comma list of fast paths also timed in the same run on top of the default pipeline: "
+        "channels_last, compile (one row each; a path that fails is reported, not hidden)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -196,6 +201,23 @@ def main() -> None:
             pipe, masks, device, batch_size=batch, steps=args.steps, repeats=args.repeats, guidance=guidance
         )
         pipe.mixed_precision = "auto"
+    fast_paths = {}
+    paths = {"channels_last": {"channels_last": True}, "compile": {"channels_last": False, "compile": True}}
+    unknown = set(args.compare) - set(paths)
+    if unknown:
+        raise SystemExit(f"--compare: unknown paths {sorted(unknown)}; choose from {sorted(paths)}")
+    for name in args.compare:  # each on top of the default, in this run, so the ratios compare
+        # A fresh pipeline for a shipped model (the default one stays eager, contiguous); the same
+        # one otherwise (its weights are random anyway).
+        trial = load_pipeline(args.model, device=device) if args.model else pipe
+        try:
+            trial.enable_fast_inference(**paths[name])
+            fast_paths[name], _ = pipeline_rate(
+                trial, masks, device, batch_size=batch, steps=args.steps, repeats=args.repeats,
+                guidance=guidance,
+            )
+        except Exception as err:  # noqa: BLE001 - a failing path is a result to report
+            fast_paths[name] = f"failed: {type(err).__name__}: {err}"[:300]
     write_rate = cache_write_rate(masks, size, batch_size=batch, num_samples=cache_samples)
 
     hardware = (
@@ -207,6 +229,7 @@ def main() -> None:
         (f"default: DPM-Solver++ {args.steps} steps, guidance batched, batch {batch}, {precision}",
          default_rate, default_rate / naive_rate),
         *([("  the same in fp32", fp32_rate, fp32_rate / naive_rate)] if fp32_rate else []),
+        *[(f"  the same with {k}", v, v / naive_rate) for k, v in fast_paths.items() if isinstance(v, float)],
         (f"cache write (zarr, local, batch {batch})", write_rate, write_rate / naive_rate),
     ]
     print(f"\nMSDM '{preset}' at {size}x{size} on {hardware}")
@@ -214,6 +237,11 @@ def main() -> None:
     for name, rate, ratio in rows:
         print(f"{name:62s} {rate:10.3g} {ratio:9.1f}")
     print(f"* {args.naive_steps} DDPM steps timed ({naive_step * 1e3:.1f} ms/step), extrapolated to 1000.")
+    for name, outcome in fast_paths.items():
+        if isinstance(outcome, float):
+            print(f"{name}: {outcome / default_rate:.2f}x the default pipeline")
+        else:
+            print(f"{name}: {outcome}")
     print(f"cache write rate / default pipeline rate: {write_rate / default_rate:.0f}x")
     record = {
         "benchmark": "bench_sampling", "hardware": hardware, "device": device.type, "preset": preset,
@@ -222,6 +250,7 @@ def main() -> None:
         "naive_steps_measured": args.naive_steps, "default_pairs_per_s": default_rate,
         "speedup": default_rate / naive_rate, "cache_write_pairs_per_s": write_rate,
         "mixed_precision": precision, "default_fp32_pairs_per_s": fp32_rate,
+        "fast_paths_pairs_per_s": fast_paths or None,
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
     }
     if device.type == "cuda":

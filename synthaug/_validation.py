@@ -78,6 +78,37 @@ def check_rgb_image(
     return image.astype(np.float32, copy=False)
 
 
+def check_int(
+    value: Any,
+    name: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    hint: str = "",
+) -> int:
+    """Validate an integer (Python or numpy; ``bool`` refused) in ``[minimum, maximum]``; returns an ``int``.
+
+    ``TypeError`` for a non-integer (``2.0``, ``"3"``, ``True``), ``ValueError`` for one out of range;
+    ``hint`` (e.g. ``"0 keeps every instance"``) says what the bound means.
+    """
+    if maximum is not None and minimum is not None:
+        bounds = f"an integer in [{minimum}, {maximum}]"
+    elif minimum == 1:
+        bounds = "a positive integer"
+    elif minimum is not None:
+        bounds = f"an integer >= {minimum}"
+    elif maximum is not None:
+        bounds = f"an integer <= {maximum}"
+    else:
+        bounds = "an integer"
+    why = f" ({hint})" if hint else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be {bounds}{why}, got {type(value).__name__} {value!r}.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"`{name}` must be {bounds}{why}, got {value!r}.")
+    return int(value)
+
+
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     """Validate a string option against its valid values."""
     if value not in choices:

@@ -9,7 +9,7 @@ import numpy as np
 from monai.utils import ensure_tuple
 from torch.utils.data import Dataset
 
-from synthaug._validation import check_choice
+from synthaug._validation import check_choice, check_int
 from synthaug.augment._draws import check_cache, check_types, draw_probabilities
 from synthaug.augment._fit import CROPS, as_like, check_tile_size, fit_tile
 from synthaug.augment._reader import PreloadedRecords, ReadAhead, resolve_preload
@@ -107,8 +107,8 @@ class SyntheticMixDataset(Dataset):
         self.share = synthetic_share(ratio)
         if length is None and self.share == 1:
             raise ValueError("`ratio` 1 (synthetic only) needs `length`, the number of items per epoch.")
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
-            raise ValueError(f"`length` must be a positive integer, got {length!r}.")
+        if length is not None:
+            check_int(length, "length", minimum=1)
         self.length = length
         self.seed = int(seed)
         self.crop = check_choice(crop, "crop", CROPS)
@@ -132,9 +132,7 @@ class SyntheticMixDataset(Dataset):
     # ------------------------------------------------------------------ tables
     def set_epoch(self, epoch: int) -> None:
         """Draw the table of epoch ``epoch``: which real/cached sample at each index, and crop windows."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"`epoch` must be a non-negative integer, got {epoch!r}.")
-        self.epoch = int(epoch)
+        self.epoch = check_int(epoch, "epoch", minimum=0)
         rng = np.random.default_rng([self.seed, self.epoch])
         n_data = len(self.real)
         if self.length is None:

@@ -12,7 +12,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import MAX_SEED, convert_data_type
 
-from synthaug._validation import check_choice, check_probability
+from synthaug._validation import check_choice, check_int, check_probability
 from synthaug.augment._draws import COUNT_BY, check_cache, check_types, draw_probabilities
 from synthaug.augment._fit import CROPS, as_like, check_tile_size, fit_tile
 from synthaug.augment._paste import paste_instances
@@ -143,8 +143,7 @@ class SyntheticAugment(RandomizableTransform, MapTransform):
         self.label_kind = check_choice(label_kind, "label_kind", LABEL_KINDS)
         self.target_types = check_types(target_types, "target_types", self.num_types)
         for name, value in (("margin", margin), ("read_ahead", read_ahead)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+            check_int(value, name, minimum=0)
         self.margin = margin
         self.flag_key = flag_key
         probs = draw_probabilities(

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from synthaug._validation import check_choice, check_instance_mask
+from synthaug._validation import check_choice, check_instance_mask, check_int
 from synthaug.conditions._kernels import _hv_maps_batch_kernel, _hv_maps_kernel
 
 HV_CONVENTIONS = ("monai", "hovernet")
@@ -130,8 +130,7 @@ def _check_options(convention: Any, dtype: Any, backend: Any, min_area: Any) -> 
         raise TypeError(f"`dtype` must be a floating dtype such as np.float32, got {dtype!r}.") from err
     if out_dtype.kind != "f":
         raise TypeError(f"`dtype` must be a floating dtype such as np.float32, got {out_dtype}.")
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
-        raise ValueError(f"`min_area` must be a non-negative int (0 keeps every instance), got {min_area!r}.")
+    check_int(min_area, "min_area", minimum=0, hint="0 keeps every instance")
     # The kernels write float32 or float64; any other float dtype is rounded once from float64,
     # which is what MONAI's assignment into an array of that dtype does too.
     kernel_dtype = out_dtype if out_dtype in (np.float32, np.float64) else np.dtype(np.float64)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from synthaug._validation import check_choice
+from synthaug._validation import check_choice, check_int
 
 #: Condition groups in their fixed channel order.
 CONDITION_GROUPS: tuple[str, ...] = ("mask", "boundary", "hv", "types", "colour")
@@ -52,8 +52,7 @@ class ConditionLayout:
     hv_convention: str = "monai"
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_types, bool) or not isinstance(self.num_types, int):
-            raise TypeError(f"`num_types` must be an int, got {type(self.num_types).__name__}.")
+        check_int(self.num_types, "num_types")
         if isinstance(self.include, str):
             raise TypeError(
                 f"`include` must be a sequence of group names, got the string {self.include!r}; "

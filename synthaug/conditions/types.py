@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from synthaug._validation import check_instance_mask
+from synthaug._validation import check_instance_mask, check_int
 
 
 def type_map_from_instances(inst: np.ndarray, inst_types: Mapping[int, int]) -> np.ndarray:
@@ -97,10 +97,7 @@ def type_one_hot(type_map: np.ndarray, num_types: int) -> np.ndarray:
         ValueError: on a wrong shape, negative types, types above ``num_types`` or ``num_types < 1``.
     """
     type_map = _check_type_map(type_map, None)
-    if isinstance(num_types, bool) or not isinstance(num_types, (int, np.integer)):
-        raise TypeError(f"`num_types` must be an int, got {type(num_types).__name__}.")
-    if num_types < 1:
-        raise ValueError(f"`num_types` must be >= 1, got {num_types}.")
+    check_int(num_types, "num_types", minimum=1)
     if type_map.size and type_map.max() > num_types:
         raise ValueError(
             f"`type_map` has type {int(type_map.max())} but `num_types` is {num_types}; "

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 from skimage.measure import label as label_components
 
-from synthaug._validation import check_instance_mask, check_probability
+from synthaug._validation import check_instance_mask, check_int, check_probability
 from synthaug.conditions import type_map_from_instances
 from synthaug.data.record import Sample
 from synthaug.data.validate import compact_instances
@@ -186,14 +186,12 @@ def generate_layout(
         ValueError, TypeError: for invalid arguments (the message names the argument).
     """
     for arg, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 16:
-            raise ValueError(f"`{arg}` must be an int >= 16, got {value!r}.")
+        check_int(value, arg, minimum=16)
     if check_probability(density, "density") > 0.6:
         raise ValueError(f"`density` must be at most 0.6 (nuclei cannot tile the plane), got {density}.")
     if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0.25 <= size <= 4:
         raise ValueError(f"`size` must be a number in [0.25, 4] (1.0 = 40x), got {size!r}.")
-    if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or not 0 <= gap <= 8:
-        raise ValueError(f"`gap` must be an int in [0, 8], got {gap!r}.")
+    check_int(gap, "gap", minimum=0, maximum=8)
     shares = _normalise_shares(DEFAULT_TYPE_SHARES if type_shares is None else type_shares)
     rng = np.random.default_rng(seed)
 

@@ -18,7 +18,7 @@ from skimage.color import combine_stains, rgb_from_hed
 from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
-from synthaug._validation import check_instance_mask
+from synthaug._validation import check_instance_mask, check_int
 from synthaug.data.layouts import generate_layout
 from synthaug.data.record import Sample
 
@@ -123,8 +123,7 @@ def make_toy_samples(
     Raises:
         ValueError: when ``n`` is negative, or from ``generate_layout`` for bad layout arguments.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"`n` must be a non-negative int, got {n!r}.")
+    check_int(n, "n", minimum=0)
     samples = []
     for i in tqdm(range(n), desc="toy tiles", disable=not progress):
         rng = np.random.default_rng([seed, i])

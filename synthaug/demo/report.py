@@ -72,7 +72,7 @@ def write_report(
     tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]]]],
     settings: Mapping[str, Any],
 ) -> Path:
-    """Write ``report.html`` (figures referenced beside it) and ``report.json``.
+    """Write ``report.html`` (its figures are referenced beside it, not embedded); returns its path.
 
     Args:
         out_dir: folder holding the PNGs; the report is written there.

@@ -21,6 +21,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
+from synthaug._validation import check_int
+
 _WEIGHTS = (2, 2, 1, 1)  # HoVer-Net's w for FP_t, FN_t, FP_d, FN_d
 
 
@@ -80,8 +82,7 @@ def detection_f1(
         raise ValueError(f"one entry per image in every input; got lengths {[len(x) for x in lists]}.")
     if not isinstance(radius, (int, float)) or isinstance(radius, bool) or radius <= 0:
         raise ValueError(f"`radius` must be a positive number of pixels, got {radius!r}.")
-    if isinstance(num_types, bool) or not isinstance(num_types, int) or num_types < 0:
-        raise ValueError(f"`num_types` must be an integer >= 0, got {num_types!r}.")
+    check_int(num_types, "num_types", minimum=0)
     paired_t, paired_p, lone_t, lone_p = [], [], [], []
     for i, (tc, tt, pc, pt) in enumerate(zip(*lists)):
         tt, pt = np.asarray(tt, np.int64).ravel(), np.asarray(pt, np.int64).ravel()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from synthaug._validation import default_device
+from synthaug._validation import check_int, default_device
 
 EFFICIENTNET_LITE0 = "efficientnet-lite0"
 _EFFNET_FILE = "efficientnet-lite0-57934424.pth"
@@ -324,8 +324,7 @@ def extract_features(
     Raises:
         TypeError, ValueError: on malformed images or a non-positive ``batch_size``.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    check_int(batch_size, "batch_size", minimum=1)
     if not isinstance(images, torch.Tensor):
         if isinstance(images, np.ndarray) and images.ndim == 4:
             images = list(images)

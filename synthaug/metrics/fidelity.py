@@ -30,6 +30,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from synthaug._validation import check_int
 from synthaug.metrics.features import FeatureExtractor, extract_features, load_feature_extractor
 
 
@@ -155,8 +156,7 @@ def sliced_wasserstein(
     real = _check_features(real, "real", min_rows=1)
     synth = _check_features(synth, "synth", min_rows=1)
     _check_same_dim(real, synth)
-    if isinstance(num_projections, bool) or not isinstance(num_projections, int) or num_projections < 1:
-        raise ValueError(f"`num_projections` must be a positive integer, got {num_projections!r}.")
+    check_int(num_projections, "num_projections", minimum=1)
     directions = np.random.default_rng(seed).standard_normal((real.shape[1], num_projections))
     directions /= np.linalg.norm(directions, axis=0, keepdims=True)
     real_p, synth_p = real @ directions, synth @ directions
@@ -196,8 +196,7 @@ def manifold_metrics(real: np.ndarray, synth: np.ndarray, *, k: int = 5) -> dict
     Raises:
         TypeError, ValueError: on malformed features or too few points for ``k``.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be a positive integer, got {k!r}.")
+    check_int(k, "k", minimum=1)
     real = _check_features(real, "real", min_rows=k + 1)
     synth = _check_features(synth, "synth", min_rows=k + 1)
     _check_same_dim(real, synth)

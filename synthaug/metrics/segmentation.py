@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from synthaug._validation import check_instance_mask
+from synthaug._validation import check_instance_mask, check_int
 from synthaug.conditions import instance_type_votes
 
 _EPS = 1.0e-6  # HoVer-Net / CoNIC's guard in DQ and SQ denominators
@@ -251,8 +251,7 @@ def dice_per_class(
     Raises:
         TypeError, ValueError: on non-integer maps, mismatched shapes or out-of-range classes.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2 (background + types), got {num_classes!r}.")
+    check_int(num_classes, "num_classes", minimum=2, hint="background + types")
     trues, preds = _check_lists(true=true, pred=pred)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     for t, p in zip(trues, preds):
@@ -300,8 +299,7 @@ def conic_pq(
     Raises:
         TypeError, ValueError: on malformed maps, mismatched counts or shapes, or bad options.
     """
-    if isinstance(num_types, bool) or not isinstance(num_types, int) or num_types < 1:
-        raise ValueError(f"`num_types` must be a positive integer (background excluded), got {num_types!r}.")
+    check_int(num_types, "num_types", minimum=1, hint="background excluded")
     match_iou = _check_match_iou(match_iou)
     lists = _check_lists(
         true_inst=true_inst, true_types=true_types, pred_inst=pred_inst, pred_types=pred_types

@@ -255,12 +255,12 @@ class MSDM(ModelMixin, ConfigMixin):
         Returns:
             ``MSDMOutput(sample=(B, 3, H, W))``.
 
-        Raises:
-            TypeError: if an input is not a tensor.
-            ValueError: wrong shapes or channel count, unknown modality in ``drop``, or a modality
-                marked as kept (``drop[m]`` False) whose input is ``None``.
+        A modality whose input is ``None`` is dropped for every sample, whatever ``drop`` says.
+        ``forward`` does not validate (it runs every step, and a check of ``drop`` values would
+        force a device sync each time): the pipeline and ``train_msdm`` call :meth:`check_inputs`
+        once per call or run; call it yourself when driving the model directly.
         """
-        drops = self._check_inputs(sample, conditions, text_embeds, text_mask, colour, drop)
+        drops = self._resolve_drops(sample, {"mask": conditions, "text": text_embeds, "colour": colour}, drop)
         batch, _, height, width = sample.shape
         keep_mask = (~drops["mask"]).to(sample.dtype)[:, None, None, None]
         if conditions is None:
@@ -282,9 +282,36 @@ class MSDM(ModelMixin, ConfigMixin):
             return (out,)
         return MSDMOutput(sample=out)
 
-    def _check_inputs(
-        self, sample, conditions, text_embeds, text_mask, colour, drop
-    ) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _resolve_drops(sample: torch.Tensor, inputs: dict, drop: dict | None) -> dict[str, torch.Tensor]:
+        """Per-sample drop flags for every modality, ``True`` wherever the input is missing."""
+        drop = drop or {}
+        drops = {}
+        for name in MODALITIES:
+            flags = drop.get(name)
+            if inputs[name] is None or flags is None:
+                missing = inputs[name] is None
+                flags = torch.full((sample.shape[0],), missing, dtype=torch.bool, device=sample.device)
+            drops[name] = flags.to(sample.device)
+        return drops
+
+    def check_inputs(
+        self,
+        sample: torch.Tensor,
+        conditions: torch.Tensor | None,
+        text_embeds: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        colour: torch.Tensor | None = None,
+        *,
+        drop: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Validate ``forward``'s inputs (same arguments), naming the bad one and the fix.
+
+        Raises:
+            TypeError: if an input is not a tensor.
+            ValueError: wrong shapes or channel count, unknown modality in ``drop``, or a modality
+                marked as kept (``drop[m]`` False) whose input is ``None``.
+        """
         if not isinstance(sample, torch.Tensor) or sample.ndim != 4 or sample.shape[1] != 3:
             got = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
             raise ValueError(f"`sample` must be a (B, 3, H, W) tensor, got {got}.")
@@ -332,16 +359,9 @@ class MSDM(ModelMixin, ConfigMixin):
                 f"`drop` has unknown modalities {sorted(unknown)}; valid keys are {list(MODALITIES)}."
             )
         inputs = {"mask": conditions, "text": text_embeds, "colour": colour}
-        drops = {}
-        for name in MODALITIES:
-            flags = drop.get(name)
-            if flags is None:
-                flags = torch.full((batch,), inputs[name] is None, dtype=torch.bool, device=sample.device)
-            elif (
-                not isinstance(flags, torch.Tensor)
-                or flags.dtype != torch.bool
-                or tuple(flags.shape) != (batch,)
-            ):
+        for name, flags in drop.items():
+            is_flags = isinstance(flags, torch.Tensor) and flags.dtype == torch.bool
+            if not is_flags or tuple(flags.shape) != (batch,):
                 raise ValueError(f"`drop[{name!r}]` must be a bool tensor of shape ({batch},).")
             if inputs[name] is None and not bool(flags.all()):
                 arg = {"mask": "conditions", "text": "text_embeds", "colour": "colour"}[name]
@@ -349,5 +369,3 @@ class MSDM(ModelMixin, ConfigMixin):
                     f"modality {name!r} is missing: `{arg}` is None but `drop[{name!r}]` keeps it for some "
                     f"samples; pass `{arg}` or set drop[{name!r}] True for every sample."
                 )
-            drops[name] = flags.to(sample.device)
-        return drops

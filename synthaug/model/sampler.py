@@ -22,7 +22,7 @@ from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
-from synthaug._validation import check_choice
+from synthaug._validation import check_choice, check_int
 
 # name -> (class, options). "ddim" is DPM-Solver++ of order 1, which is exactly the DDIM update
 # (Lu et al. 2022, DPM-Solver++, sec. 4) but, unlike diffusers' DDIMScheduler, takes any timesteps.
@@ -75,10 +75,7 @@ def sampling_timesteps(alphas_cumprod: torch.Tensor, num_inference_steps: int) -
         num_inference_steps: how many model evaluations, at most ``len(alphas_cumprod)``.
     """
     total = len(alphas_cumprod)
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-        raise TypeError(f"`num_inference_steps` must be an int, got {type(num_inference_steps).__name__}.")
-    if not 1 <= num_inference_steps <= total:
-        raise ValueError(f"`num_inference_steps` must be in [1, {total}], got {num_inference_steps}.")
+    check_int(num_inference_steps, "num_inference_steps", minimum=1, maximum=total)
     alpha_bar = alphas_cumprod.double().clamp(1e-20, 1 - 1e-12).numpy()
     log_snr = np.log(alpha_bar) - np.log1p(-alpha_bar)  # increasing as t decreases
     targets = np.linspace(log_snr[-1], log_snr[0], num_inference_steps)

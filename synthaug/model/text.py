@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from synthaug._validation import default_device
+from synthaug._validation import check_int, default_device
 
 # Keys that describe what a tile *looks like*; ``source``, ``name`` etc. are bookkeeping and stay out
 # of the prompt so two datasets of the same tissue share prompts.
@@ -89,10 +89,7 @@ class TextEmbeddingCache:
     def __init__(
         self, encoder_path: str | Path | None = None, max_length: int = 32, device: str | None = None
     ):
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-            raise ValueError(
-                f"`max_length` must be an int >= 2 (room for [CLS] and [SEP]), got {max_length!r}."
-            )
+        check_int(max_length, "max_length", minimum=2, hint="room for [CLS] and [SEP]")
         self.encoder_name = DEFAULT_ENCODER if encoder_path is None else str(encoder_path)
         self.max_length = max_length
         self.device = device

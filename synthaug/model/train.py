@@ -38,7 +38,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from synthaug._validation import check_choice, check_probability, default_device
+from synthaug._validation import check_choice, check_int, check_probability, default_device
 from synthaug.conditions import ConditionLayout
 from synthaug.data import BenchmarkSplit, Sample
 from synthaug.model._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -151,9 +151,7 @@ class TrainConfig:
             "grid_inference_steps",
             "checkpoints_total_limit",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+            check_int(getattr(self, name), name, minimum=1)
         non_negative = (
             "checkpoint_every",
             "export_every",
@@ -163,9 +161,7 @@ class TrainConfig:
             "seed",
         )
         for name in non_negative:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}.")
+            check_int(getattr(self, name), name, minimum=0)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate!r}.")
         unknown = set(self.condition_dropout) - set(MODALITIES)
@@ -508,6 +504,7 @@ def train_msdm(
 
     # 3. Resume.
     step, micro = 0, 0  # optimiser steps; micro-batches this process has drawn
+    checked = False  # the model's inputs, validated on the first micro-batch
     checkpoint = latest_checkpoint(out) if config.resume else None
     if checkpoint is not None:
         state = load_checkpoint(accelerator, ema, checkpoint)
@@ -550,6 +547,12 @@ def train_msdm(
                 drops = _draw_drops(config, batch["has_mask"], generator)
                 ids = batch["text_id"]
                 drops["text"] = drops["text"] | text_missing[ids]
+                if not checked:  # once per run: MSDM.forward does not validate (it runs every step)
+                    accelerator.unwrap_model(model).check_inputs(
+                        batch["image"], batch["conditions"], text_table[ids], text_mask_table[ids],
+                        batch["colour"], drop=drops,
+                    )
+                    checked = True
                 loss = diffusion_loss(
                     model,
                     noise_scheduler,

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from synthaug._validation import check_choice, check_rgb_image, default_device
+from synthaug._validation import check_choice, check_int, check_rgb_image, default_device
 from synthaug.prompts.describe import describe_centroid
 from synthaug.prompts.morphometrics import MASK_FEATURES, STAIN_FEATURES, mask_features, stain_features
 
@@ -100,14 +99,14 @@ class MorphologyPrompter:
         seed: int = 0,
     ) -> None:
         if k is not None:
-            _check_int(k, "k", minimum=2, hint="k-means needs at least two groups")
+            check_int(k, "k", minimum=2, hint="k-means needs at least two groups")
         if not (isinstance(k_range, (tuple, list)) and len(k_range) == 2):
             raise TypeError(f"`k_range` must be a (low, high) pair of ints, got {k_range!r}.")
-        low = _check_int(k_range[0], "k_range[0]", minimum=2, hint="k-means needs at least two groups")
-        high = _check_int(k_range[1], "k_range[1]", minimum=low, hint="`k_range` is (low, high), low <= high")
+        low = check_int(k_range[0], "k_range[0]", minimum=2, hint="k-means needs at least two groups")
+        high = check_int(k_range[1], "k_range[1]", minimum=low, hint="`k_range` is (low, high), low <= high")
         check_choice(selection, "selection", _SELECTIONS)
         if n_components is not None:
-            _check_int(n_components, "n_components", minimum=1, hint="or None to skip PCA")
+            check_int(n_components, "n_components", minimum=1, hint="or None to skip PCA")
         if not (extractor is None or isinstance(extractor, (str, torch.nn.Module))):
             raise TypeError(
                 "`extractor` must be a torch.nn.Module, a feature-extractor name or None, "
@@ -119,8 +118,8 @@ class MorphologyPrompter:
         self.extractor = extractor
         self.morphometrics = bool(morphometrics)
         self.n_components = n_components
-        self.n_init = _check_int(n_init, "n_init", minimum=1)
-        self.batch_size = _check_int(batch_size, "batch_size", minimum=1)
+        self.n_init = check_int(n_init, "n_init", minimum=1)
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.device = default_device(device)
         self.seed = int(seed)
         self._state: dict[str, np.ndarray] | None = None
@@ -475,12 +474,6 @@ class MorphologyPrompter:
             raise RuntimeError("This MorphologyPrompter is not fitted yet; call `fit` or `load` first.")
 
 
-def _check_int(value: Any, name: str, *, minimum: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}" + (f" ({hint})." if hint else "."))
-    return int(value)
 
 
 def _check_inputs(images, masks, labels):

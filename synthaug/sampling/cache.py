@@ -42,7 +42,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.core.sync import sync as zarr_sync  # runs a coroutine on zarr's own I/O loop (as Array does)
 
-from synthaug._validation import check_choice, check_instance_mask
+from synthaug._validation import check_choice, check_instance_mask, check_int
 from synthaug._version import __version__
 from synthaug.conditions import instance_type_votes
 from synthaug.sampling import claims as _claims
@@ -93,8 +93,7 @@ def _check_type_names(type_names: Mapping[int, str] | None, num_types: int) -> d
         raise TypeError(f"`type_names` must be a mapping type id -> name, got {type(type_names).__name__}.")
     names = {}
     for key, value in type_names.items():
-        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 1 <= key <= num_types:
-            raise ValueError(f"`type_names` ids must be ints in 1..num_types={num_types}, got {key!r}.")
+        check_int(key, "type_names id", minimum=1, maximum=num_types, hint="ids run 1..num_types")
         if not isinstance(value, str) or not value:
             raise ValueError(f"`type_names[{key}]` must be a non-empty name, got {value!r}.")
         names[int(key)] = value
@@ -204,8 +203,7 @@ class SyntheticCache:
             TypeError: ``attrs`` that are not JSON-serialisable.
         """
         for name, value in (("height", height), ("width", width), ("num_types", num_types)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+            check_int(value, name, minimum=1)
         names = _check_type_names(type_names, int(num_types))
         try:
             attrs = json.loads(json.dumps(dict(attrs or {})))
@@ -447,8 +445,7 @@ class SyntheticCache:
         return self
 
     def _check_index(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"`index` must be an integer, got {type(index).__name__}.")
+        check_int(index, "index")
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"`index` {index} is out of range for a cache of {n} committed samples.")
@@ -656,8 +653,7 @@ class SyntheticCache:
             raise ValueError(f"`type` must be integers in [0, {t}] (num_types={t}).")
         if isinstance(meta, Mapping) or len(meta) != b:
             raise ValueError(f"`meta` must be a sequence of {b} dictionaries (one per sample).")
-        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
-            raise ValueError(f"`start` must be a non-negative integer, got {start!r}.")
+        check_int(start, "start", minimum=0)
         stop = int(start) + b
         self._check_claimed(int(start), stop)
         docs = np.array([json.dumps(dict(m), sort_keys=True) for m in meta], dtype=object)

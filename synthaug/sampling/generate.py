@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from synthaug._validation import check_int
 from synthaug._version import __version__
 from synthaug.model import metadata_to_text
 from synthaug.sampling.cache import Range, SyntheticCache, merge_ranges
@@ -293,10 +294,8 @@ def generate_to_cache(
         ValueError: invalid arguments, a non-resumable existing store, or an incompatible store.
     """
     for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}.")
+        check_int(value, name, minimum=1)
+    check_int(seed, "seed", minimum=0)
     guidance = dict(DEFAULT_GUIDANCE if guidance is None else guidance)
     check_guidance(guidance)  # before the store exists: a bad weight must not leave an empty store
     check_num_inference_steps(num_inference_steps)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage, signal
 from skimage.transform import warp
 
-from synthaug._validation import check_rgb_image
+from synthaug._validation import check_int, check_rgb_image
 from synthaug.data.layouts import Layout, generate_layout, sanitize_instances
 from synthaug.data.record import Sample
 from synthaug.data.splits import BenchmarkSplit
@@ -354,9 +354,7 @@ class RandomCrop:
 
     def __post_init__(self) -> None:
         for arg in ("height", "width"):
-            value = getattr(self, arg)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"`{arg}` of RandomCrop must be a positive int, got {value!r}.")
+            check_int(getattr(self, arg), f"RandomCrop {arg}", minimum=1)
 
     def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
         return self.crop(layout, rng)[0]

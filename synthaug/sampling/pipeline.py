@@ -27,7 +27,7 @@ import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from synthaug._validation import check_choice, check_instance_mask, default_device
+from synthaug._validation import check_choice, check_instance_mask, check_int, default_device
 from synthaug.conditions import build_conditions
 from synthaug.model import metadata_to_text
 from synthaug.model.loading import SCHEDULER_SUBFOLDER, TEXT_CACHE_SUBFOLDER, resolve_model_path
@@ -313,6 +313,10 @@ class MSDMPipeline(DiffusionPipeline):
 
         # 3. Denoising loop
         h, w = insts[0].shape
+        # Once per call: MSDM.forward does not validate (it runs every step).
+        self.model.check_inputs(
+            torch.empty((n, 3, h, w), device=device), conditions, text_embeds, text_mask, colour_vec
+        )
         precision = resolve_mixed_precision(check_choice(
             self.mixed_precision, "pipeline.mixed_precision", ("auto", "no", "bf16", "fp16")
         ), device)
@@ -356,9 +360,8 @@ def check_guidance(guidance: Mapping[str, float]) -> None:
 
 
 def check_num_inference_steps(steps: int) -> None:
-    """Raise ``ValueError`` unless ``steps`` is a positive integer."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"`num_inference_steps` has to be a positive integer but is {steps!r}.")
+    """Raise ``TypeError`` / ``ValueError`` unless ``steps`` is a positive integer."""
+    check_int(steps, "num_inference_steps", minimum=1)
 
 
 def load_pipeline(

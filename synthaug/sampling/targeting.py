@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from synthaug._validation import check_choice, check_probability
+from synthaug._validation import check_choice, check_int, check_probability
 from synthaug.data.layouts import Layout, sanitize_instances
 from synthaug.data.vocabulary import TypeVocabulary, resolve_type
 from synthaug.sampling.mask_sources import (
@@ -72,10 +72,8 @@ class TargetingPolicy:
         check_choice(self.by, "by", ("instances", "pixels"))
         if check_probability(self.tolerance, "tolerance") == 0:
             raise ValueError("`tolerance` must be > 0; shares of a few nuclei move in steps.")
-        if isinstance(self.max_draws, bool) or not isinstance(self.max_draws, int) or self.max_draws < 1:
-            raise ValueError(f"`max_draws` must be a positive int, got {self.max_draws!r}.")
-        if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 0:
-            raise ValueError(f"`gap` must be a non-negative int, got {self.gap!r}.")
+        check_int(self.max_draws, "max_draws", minimum=1)
+        check_int(self.gap, "gap", minimum=0)
 
     def bind(self, vocabulary: TypeVocabulary | None) -> TargetingPolicy:
         """This policy with ``vocabulary`` to resolve its type name in (an explicit one is kept)."""

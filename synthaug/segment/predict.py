@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synthaug._validation import check_rgb_image
+from synthaug._validation import check_int, check_rgb_image
 from synthaug.segment.model import HV, NP, TP, NucleiSegmenter
 
 SOBEL_KERNEL_SIZE = 21  # HoVer-Net's cv2.Sobel(ksize=21) in its post-processing
@@ -89,7 +89,7 @@ def network_outputs(
     sw_batch_size: int = 4,
 ) -> dict[str, torch.Tensor]:
     """The NP / HV / TP maps ``(C, H, W)`` of one tile by Gaussian-weighted sliding windows (on CPU)."""
-    if isinstance(roi_size, bool) or not isinstance(roi_size, int) or roi_size < 32 or roi_size % 32:
+    if check_int(roi_size, "roi_size", minimum=32) % 32:
         raise ValueError(f"`roi_size` must be a positive multiple of 32, got {roi_size!r}.")
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ValueError(f"`overlap` must be in [0, 1), got {overlap!r}.")

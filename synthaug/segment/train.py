@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from synthaug._validation import check_int
 from synthaug.data import NucleiDataset, Sample
 from synthaug.segment.model import HV, NP, TP, NucleiSegmenter, SegmenterConfig
 
@@ -65,19 +66,12 @@ class SegmenterTrainingConfig:
         if isinstance(self.model, dict):
             self.model = SegmenterConfig(**self.model)
         for name in ("steps", "batch_size", "crop"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+            check_int(getattr(self, name), name, minimum=1)
         if self.crop % 32:
             raise ValueError(f"`crop` must be divisible by 32 (five encoder strides), got {self.crop}.")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"`lr` must be a positive number, got {self.lr!r}.")
-        if (
-            isinstance(self.checkpoint_every, bool)
-            or not isinstance(self.checkpoint_every, int)
-            or (self.checkpoint_every < 0)
-        ):
-            raise ValueError(f"`checkpoint_every` must be an integer >= 0, got {self.checkpoint_every!r}.")
+        check_int(self.checkpoint_every, "checkpoint_every", minimum=0, hint="0: no checkpoints")
 
 
 @dataclass

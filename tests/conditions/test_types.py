@@ -61,7 +61,7 @@ def test_sparse_64bit_labels():
         (lambda i: type_map_from_instances(i, [1, 2]), TypeError, "`inst_types` must map"),
         (lambda i: type_map_from_instances(i, {1: 1, 2: 300}), ValueError, "0..255"),
         (lambda i: type_one_hot(i, 1), ValueError, "`num_types` is 1"),
-        (lambda i: type_one_hot(i, 0), ValueError, ">= 1"),
+        (lambda i: type_one_hot(i, 0), ValueError, "`num_types` must be a positive integer"),
         (lambda i: type_one_hot(i.astype(float), 2), TypeError, "integer dtype"),
         (lambda i: instance_types_from_type_map(i, i[:, :1]), ValueError, "must match"),
         (lambda i: instances_of_type(i, {1: 1, 2: 1}, 1.5), TypeError, "`type_ids`"),

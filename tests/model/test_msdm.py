@@ -82,22 +82,37 @@ def test_custom_layout_sets_input_channels():
     assert MSDM.from_config(model.config).condition_layout == layout
 
 
-def test_bad_inputs_raise_clear_errors(tiny_model: MSDM):
+def test_check_inputs_names_the_bad_input(tiny_model: MSDM):
     x = _inputs(tiny_model)
+    x.pop("timestep")
+    check = tiny_model.check_inputs
     with pytest.raises(ValueError, match="channels but this model's layout"):
-        tiny_model(**dict(x, conditions=x["conditions"][:, :3]))
+        check(**dict(x, conditions=x["conditions"][:, :3]))
     with pytest.raises(ValueError, match="modality 'text' is missing"):
-        tiny_model(**dict(x, text_embeds=None), drop={"text": torch.tensor([False, False])})
+        check(**dict(x, text_embeds=None), drop={"text": torch.tensor([False, False])})
     with pytest.raises(ValueError, match="unknown modalities \\['color'\\]"):
-        tiny_model(**x, drop={"color": torch.tensor([True, True])})
+        check(**x, drop={"color": torch.tensor([True, True])})
     with pytest.raises(ValueError, match="`colour` must be"):
-        tiny_model(**dict(x, colour=x["colour"][:, :3]))
+        check(**dict(x, colour=x["colour"][:, :3]))
     with pytest.raises(ValueError, match="`text_embeds` must be"):
-        tiny_model(**dict(x, text_embeds=x["text_embeds"][..., :100]))
+        check(**dict(x, text_embeds=x["text_embeds"][..., :100]))
     with pytest.raises(ValueError, match="multiples of 4"):
-        tiny_model(**dict(x, sample=x["sample"][..., :30, :30], conditions=x["conditions"][..., :30, :30]))
+        check(**dict(x, sample=x["sample"][..., :30, :30], conditions=x["conditions"][..., :30, :30]))
     with pytest.raises(ValueError, match="bool tensor"):
-        tiny_model(**x, drop={"mask": torch.tensor([1, 0])})
+        check(**x, drop={"mask": torch.tensor([1, 0])})
+    check(**x)  # valid inputs pass
+
+
+def test_forward_drops_a_missing_modality_whatever_drop_says(tiny_model: MSDM):
+    # forward does not validate (no device sync per step); a missing input is its null for every sample.
+    x = _inputs(tiny_model)
+    with torch.no_grad():
+        kept = tiny_model(**dict(x, text_embeds=None), drop={"text": torch.tensor([False, False])}).sample
+        dropped = tiny_model(**dict(x, text_embeds=None)).sample
+    assert torch.equal(kept, dropped)
+
+
+def test_an_unknown_preset_is_refused():
     with pytest.raises(ValueError, match="`preset`"):
         MSDM.from_preset("huge")
 

@@ -262,7 +262,11 @@ def test_dataloader_workers_change_nothing_but_speed(tmp_path, toy_samples, text
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_gradient_accumulation_counts_optimiser_steps(tmp_path, toy_samples, text_cache):
+def test_gradient_accumulation_counts_optimiser_steps(tmp_path, toy_samples, text_cache, monkeypatch):
+    from synthaug.model import MSDM
+
+    checked, check = [], MSDM.check_inputs
+    monkeypatch.setattr(MSDM, "check_inputs", lambda self, *a, **k: checked.append(1) or check(self, *a, **k))
     out = train_msdm(
         _config(tmp_path / "acc", batch_size=2, steps=3, gradient_accumulation_steps=2, checkpoint_every=0),
         toy_samples, text_cache=text_cache,
@@ -272,6 +276,7 @@ def test_gradient_accumulation_counts_optimiser_steps(tmp_path, toy_samples, tex
     state = json.loads((out / "checkpoints" / "checkpoint-000003" / "trainer_state.json").read_text())
     assert state == {"step": 3, "micro_batches": 6}  # two micro-batches of 2 per optimiser step
     assert json.loads((out / "training_summary.json").read_text())["steps"] == 3
+    assert checked == [1]  # the model's inputs are validated once per run, not per micro-batch
 
 
 def test_runs_with_other_mixed_precisions_follow_each_other_in_one_process(tmp_path, toy_samples, text_cache):

@@ -107,10 +107,10 @@ def test_too_few_samples_for_k(toy_tiles, encoder):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"k": 1}, ValueError, "`k` must be >= 2"),
+        ({"k": 1}, ValueError, "`k` must be an integer >= 2"),
         ({"k": 2.5}, TypeError, "`k` must be an int"),
-        ({"k_range": (5, 3)}, ValueError, r"`k_range\[1\]` must be >= 5"),
-        ({"k_range": (1, 3)}, ValueError, r"`k_range\[0\]` must be >= 2"),
+        ({"k_range": (5, 3)}, ValueError, r"`k_range\[1\]` must be an integer >= 5"),
+        ({"k_range": (1, 3)}, ValueError, r"`k_range\[0\]` must be an integer >= 2"),
         ({"selection": "elbow"}, ValueError, "`selection` must be one of"),
         ({"extractor": 3}, TypeError, "`extractor` must be"),
     ],

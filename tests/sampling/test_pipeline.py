@@ -105,7 +105,7 @@ def test_output_types_agree(pipeline, masks):
         ({"inst": np.zeros((15, 15), np.int32)}, r"divisible by \d+ but are 15x15"),
         ({"guidance": {"style": 2.0}}, r"`guidance` keys must be among"),
         ({"guidance": {"text": -1}}, r"`guidance\['text'\]` must be a finite number >= 0, got -1"),
-        ({"num_inference_steps": 0}, "`num_inference_steps` has to be a positive integer but is 0"),
+        ({"num_inference_steps": 0}, "`num_inference_steps` must be a positive integer, got 0"),
         ({"output_type": "jpg"}, "`output_type` must be one of"),
         ({"generator": [torch.Generator()] * 2}, "list of 2 but 1 masks"),
         ({"type_map": np.zeros((8, 8), np.uint8)}, r"`type_map` 0 has shape \(8, 8\)"),
@@ -248,3 +248,12 @@ def test_golden_output_of_a_tiny_seeded_model_is_unchanged(pipeline, masks):
     images = _call(pipeline, [masks[0]], [0], output_type="pt").images
     got = images[0, :, -3:, -3:].flatten()
     torch.testing.assert_close(got, torch.tensor(GOLDEN_SLICE), atol=1e-3, rtol=0)
+
+
+def test_the_model_inputs_are_validated_once_per_call_not_per_step(pipeline, masks, monkeypatch):
+    checked, check = [], type(pipeline.model).check_inputs
+    monkeypatch.setattr(
+        type(pipeline.model), "check_inputs", lambda self, *a, **k: checked.append(1) or check(self, *a, **k)
+    )
+    _call(pipeline, [masks[0]], [0], num_inference_steps=3)
+    assert checked == [1]
