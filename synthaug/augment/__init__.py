@@ -8,11 +8,11 @@ recompute HoVer-Net targets after spatial augmentation. Nothing here imports the
 from synthaug.augment._paste import paste_instances
 from synthaug.augment.mix import SyntheticMixDataset
 from synthaug.augment.synthetic import SyntheticAugment
-from synthaug.augment.targets import AlbumentationsTargets, ConditionTargetsd, HVMaps, HVMapsd
+from synthaug.augment.targets import AlbumentationsTargets, HVMaps, HVMapsd, SegmentationTargetsd
 
 __all__ = [
     "AlbumentationsTargets",
-    "ConditionTargetsd",
+    "SegmentationTargetsd",
     "HVMaps",
     "HVMapsd",
     "SyntheticAugment",

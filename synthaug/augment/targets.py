@@ -6,7 +6,7 @@ style training augments the *instance and type masks* and recomputes the targets
 numba kernels make that cheap enough to do inside a DataLoader.
 
 - MONAI: :class:`HVMaps` (array) / :class:`HVMapsd` (dictionary, as ``ComputeHoVerMapsd``), and
-  :class:`ConditionTargetsd`, which writes HV maps and the type one-hot in one step. Put them
+  :class:`SegmentationTargetsd`, which writes HV maps and the type one-hot in one step. Put them
   after the spatial transforms of a ``Compose``.
 - albumentations: :class:`AlbumentationsTargets`, the last step of an ``A.Compose``; it leaves
   the image and masks alone and adds HWC ``hv`` (and ``type_one_hot``) entries to the output.
@@ -28,7 +28,7 @@ from synthaug._validation import check_choice
 from synthaug.conditions import compute_hv_maps, type_one_hot
 from synthaug.conditions.hv import HV_CONVENTIONS
 
-__all__ = ["AlbumentationsTargets", "ConditionTargetsd", "HVMaps", "HVMapsd"]
+__all__ = ["AlbumentationsTargets", "SegmentationTargetsd", "HVMaps", "HVMapsd"]
 
 
 def _label_array(mask: Any, name: str, *, channel_axis: int) -> np.ndarray:
@@ -119,7 +119,7 @@ class HVMapsd(MapTransform):
         return d
 
 
-class ConditionTargetsd(MapTransform):
+class SegmentationTargetsd(MapTransform):
     """Recompute HoVer-Net style targets from already-augmented ``inst`` / type keys.
 
     Writes ``d[hv_key]`` ``(2, H, W)`` from ``d[inst_key]`` and, when ``num_types`` is set,
@@ -139,7 +139,7 @@ class ConditionTargetsd(MapTransform):
     Example:
         >>> from monai.transforms import Compose, RandFlipd
         >>> pipeline = Compose([RandFlipd(["image", "inst", "label"], prob=0.5, spatial_axis=1),
-        ...                     ConditionTargetsd(num_types=4)])
+        ...                     SegmentationTargetsd(num_types=4)])
     """
 
     def __init__(

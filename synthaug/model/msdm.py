@@ -240,6 +240,11 @@ class MSDM(ModelMixin, ConfigMixin):
     ) -> MSDMOutput | tuple[torch.Tensor]:
         """Predict noise (or velocity) for a noisy image under the given conditions.
 
+        A modality whose input is ``None`` is dropped for every sample, whatever ``drop`` says.
+        ``forward`` does not validate (it runs every step, and a check of ``drop`` values would
+        force a device sync each time): the pipeline and ``train_msdm`` call :meth:`check_inputs`
+        once per call or run; call it yourself when driving the model directly.
+
         Args:
             sample: ``(B, 3, H, W)`` noisy image, model space ([-1, 1] when clean).
             timestep: scalar or ``(B,)`` diffusion step.
@@ -254,11 +259,6 @@ class MSDM(ModelMixin, ConfigMixin):
 
         Returns:
             ``MSDMOutput(sample=(B, 3, H, W))``.
-
-        A modality whose input is ``None`` is dropped for every sample, whatever ``drop`` says.
-        ``forward`` does not validate (it runs every step, and a check of ``drop`` values would
-        force a device sync each time): the pipeline and ``train_msdm`` call :meth:`check_inputs`
-        once per call or run; call it yourself when driving the model directly.
         """
         drops = self._resolve_drops(sample, {"mask": conditions, "text": text_embeds, "colour": colour}, drop)
         batch, _, height, width = sample.shape

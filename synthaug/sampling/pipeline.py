@@ -116,7 +116,8 @@ class MSDMPipeline(DiffusionPipeline):
         return pipe
 
     def enable_fast_inference(self, *, channels_last: bool = True, compile: bool = False) -> MSDMPipeline:
-        """``channels_last`` weights (faster convolutions on tensor cores) and optional ``torch.compile``."""
+        """``channels_last`` weights (faster convolutions on GPUs and on the CPU's oneDNN) and optional
+        ``torch.compile``. ``load_pipeline`` sets ``channels_last`` by default."""
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         if compile:
@@ -369,6 +370,7 @@ def load_pipeline(
     *,
     scheduler: str = "dpm",
     device: str | torch.device | None = None,
+    channels_last: bool = True,
 ) -> MSDMPipeline:
     """An ``MSDMPipeline`` from a ``train_msdm`` output folder (``model/``, ``scheduler/``, ``text_cache/``).
 
@@ -380,6 +382,9 @@ def load_pipeline(
         scheduler: ``"dpm"`` (default), ``"unipc"``, ``"ddim"`` or ``"ddpm"``; built from the training
             scheduler's config so the noise schedule and prediction type match.
         device: where to run (``None``: ``cuda`` when available).
+        channels_last: store the weights ``channels_last`` (``enable_fast_inference``). Not only a
+            GPU habit: on a 2-core AMX CPU it sampled the shipped model 1.8-2.1x faster with bf16
+            autocast and 1.3x in fp32, images within one grey level (2026-12-04, ``bench_sampling.py``).
 
     Returns:
         The pipeline on ``device``.
@@ -405,6 +410,7 @@ def load_pipeline(
     else:
         text_cache = TextEmbeddingCache(model.config.text_encoder)
     device = default_device(device)
-    return MSDMPipeline(
+    pipe = MSDMPipeline(
         model, make_scheduler(scheduler, config, prediction_type=model.config.prediction_type), text_cache
     ).to(device)
+    return pipe.enable_fast_inference(channels_last=channels_last)

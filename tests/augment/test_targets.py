@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, ComputeHoVerMaps, Flipd, RandRotate90d, Rotate90d
 
-from synthaug.augment.targets import AlbumentationsTargets, ConditionTargetsd, HVMaps, HVMapsd
+from synthaug.augment.targets import AlbumentationsTargets, HVMaps, HVMapsd, SegmentationTargetsd
 from synthaug.conditions import compute_hv_maps, type_map_from_instances, type_one_hot
 
 
@@ -36,7 +36,7 @@ def test_monai_targets_follow_the_augmented_mask(geometry, warp):
     inst, types = toy()
     hv_before = compute_hv_maps(inst)
     data = {"inst": inst[None], "label": types[None], "hv_before": hv_before}
-    out = Compose([geometry, ConditionTargetsd(num_types=3)])(data)
+    out = Compose([geometry, SegmentationTargetsd(num_types=3)])(data)
     moved_inst = np.asarray(out["inst"])[0]
     hv = np.asarray(out["hv"])
     assert np.array_equal(hv, compute_hv_maps(moved_inst))
@@ -110,7 +110,7 @@ def test_hvmapsd_keys_prefix_and_missing_keys():
 def test_random_geometry_in_a_pipeline_with_float_masks():
     # MONAI spatial transforms may return float label maps; whole values are accepted
     inst, types = toy()
-    pipeline = Compose([RandRotate90d(["inst", "label"], prob=1.0), ConditionTargetsd(num_types=3)])
+    pipeline = Compose([RandRotate90d(["inst", "label"], prob=1.0), SegmentationTargetsd(num_types=3)])
     pipeline.set_random_state(3)
     out = pipeline({"inst": inst[None].astype(np.float32), "label": types[None].astype(np.float32)})
     moved = np.asarray(out["inst"])[0].astype(np.int32)
@@ -123,9 +123,9 @@ def test_random_geometry_in_a_pipeline_with_float_masks():
         (lambda i: HVMaps()(i[None] + 0.5), ValueError, "mode='nearest'"),
         (lambda i: HVMaps()(np.stack([i, i])), ValueError, r"single-channel mask \(1, H, W\)"),
         (lambda i: HVMaps(convention="pannuke"), ValueError, "`convention`"),
-        (lambda i: ConditionTargetsd(num_types=0), ValueError, "`num_types`"),
+        (lambda i: SegmentationTargetsd(num_types=0), ValueError, "`num_types`"),
         (
-            lambda i: ConditionTargetsd(num_types=2)({"inst": i[None], "label": 3 * (i[None] > 0)}),
+            lambda i: SegmentationTargetsd(num_types=2)({"inst": i[None], "label": 3 * (i[None] > 0)}),
             ValueError,
             "`num_types` is 2",
         ),

@@ -121,7 +121,7 @@ def test_header_records_class_names_and_refuses_other_ones_on_reuse(tmp_path: Pa
     assert SyntheticCache.open(url).type_names == names  # survives the JSON header (string keys)
     with pytest.raises(ValueError, match="records types"):
         SyntheticCache.create(url, height=H, width=W, num_types=T, type_names={1: "dead"}, exist_ok=True)
-    with pytest.raises(ValueError, match="ids must be ints in 1..num_types=3"):
+    with pytest.raises(ValueError, match=r"`type_names id` must be an integer in \[1, 3\]"):
         SyntheticCache.create(str(tmp_path / "bad.zarr"), height=H, width=W, num_types=T, type_names={5: "x"})
     assert not (tmp_path / "bad.zarr").exists()
     plain = SyntheticCache.create(str(tmp_path / "plain.zarr"), height=H, width=W, num_types=T)
