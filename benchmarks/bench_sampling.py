@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--naive-steps", type=int, default=3, help="DDPM steps timed for the extrapolation")
     parser.add_argument("--repeats", type=int, default=2, help="timed pipeline calls")
     parser.add_argument("--cache-samples", type=int, default=None, help="pairs written for the cache rate")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the default pipeline's model")
     parser.add_argument(
         "--compare", type=lambda v: [p for p in v.split(",") if p], default=[],
         help="comma list of fast paths also timed in the same run on top of the default pipeline: "
