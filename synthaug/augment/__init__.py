@@ -1,12 +1,14 @@
 """Mixing cached synthetic pairs into MONAI and segmentation-models-pytorch training.
 
 ``SyntheticAugment`` (a MONAI dictionary transform) and ``SyntheticMixDataset`` (a torch Dataset at an
-exact real:synthetic ratio) read a finished ``SyntheticCache``; ``HVMaps``/``HVMapsd`` and friends
-recompute HoVer-Net targets after spatial augmentation. Nothing here imports the diffusion model.
+exact real:synthetic ratio) both wrap a ``SyntheticSource``, which draws from a finished
+``SyntheticCache``; ``HVMaps``/``HVMapsd`` and friends recompute HoVer-Net targets after spatial
+augmentation. Nothing here imports the diffusion model.
 """
 
 from synthaug.augment._paste import paste_instances
 from synthaug.augment.mix import SyntheticMixDataset
+from synthaug.augment.source import SyntheticSource
 from synthaug.augment.synthetic import SyntheticAugment
 from synthaug.augment.targets import AlbumentationsTargets, HVMaps, HVMapsd, SegmentationTargetsd
 
@@ -17,5 +19,6 @@ __all__ = [
     "HVMapsd",
     "SyntheticAugment",
     "SyntheticMixDataset",
+    "SyntheticSource",
     "paste_instances",
 ]

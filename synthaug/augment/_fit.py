@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from monai.data import MetaTensor
 from monai.transforms import Resize
 from monai.utils import convert_to_dst_type, dtype_torch_to_numpy
@@ -75,7 +74,8 @@ def as_like(value: np.ndarray, like: Any, *, image: bool = False) -> Any:
     """``value`` converted to the array type, dtype and device of ``like`` (numpy, torch, MetaTensor).
 
     With ``image=True`` a ``uint8`` value becomes ``[0, 1]`` floats when ``like`` is floating point
-    (label maps keep their integer values whatever ``like``'s dtype). The result never shares
+    (label maps keep their integer values whatever ``like``'s dtype). A ``MetaTensor`` result copies
+    ``like``'s metadata but starts with no applied operations. The result never shares
     memory with ``value``: records may be views into a preloaded cache shared by every draw, and a
     later transform writing in place must not change what the next draw of that sample returns.
     """
@@ -89,9 +89,10 @@ def as_like(value: np.ndarray, like: Any, *, image: bool = False) -> Any:
     else:  # a copy in the target dtype (one pass); convert_to_dst_type may alias its input
         target = dtype if isinstance(dtype, np.dtype) else dtype_torch_to_numpy(dtype) if dtype else None
         value = np.array(value, dtype=target, order="C")
-    if isinstance(like, MetaTensor):
-        # What convert_to_dst_type builds (like's metadata and applied operations, copied), at half
-        # its cost: it re-derives the metadata through several generic conversions.
-        tensor = torch.from_numpy(value).to(like.device)
-        return MetaTensor(tensor, meta=like.meta, applied_operations=like.applied_operations)
-    return convert_to_dst_type(value, like)[0]
+    out = convert_to_dst_type(value, like)[0]
+    if isinstance(out, MetaTensor):
+        # A synthetic tile is not the real sample transformed: it keeps a copy of the real item's
+        # metadata (so a batch of both collates) but none of its applied operations, which no
+        # inverse transform may undo on it.
+        out.applied_operations = []
+    return out

@@ -9,11 +9,9 @@ import numpy as np
 from monai.utils import ensure_tuple
 from torch.utils.data import Dataset
 
-from synthaug._validation import check_choice, check_int
-from synthaug.augment._draws import check_cache, check_types, draw_probabilities
-from synthaug.augment._fit import CROPS, as_like, check_tile_size, fit_tile
-from synthaug.augment._reader import PreloadedRecords, ReadAhead, resolve_preload
-from synthaug.augment.synthetic import LABEL_KINDS, open_cache
+from synthaug._validation import check_int
+from synthaug.augment._fit import as_like
+from synthaug.augment.source import SyntheticSource
 
 
 def synthetic_share(ratio: float | Sequence[float]) -> float:
@@ -47,8 +45,8 @@ class SyntheticMixDataset(Dataset):
     dtypes, its tile fitted to their size (``crop`` as in :class:`SyntheticAugment`), ``name``
     ``"synthetic/<cache index>"`` and a ``meta`` with the real items' keys filled from the cache's
     metadata (so batches collate). ``transform`` is applied to real and synthetic items alike: give
-    the real dataset no transform of its own. When a DataLoader fetches a batch, its synthetic
-    samples are read on a background thread while the real ones load and transform.
+    the real dataset no transform of its own. Draw weights, fitting and reading are
+    :class:`SyntheticSource`'s (``self.source``), as in :class:`SyntheticAugment`.
 
     Args:
         real: a dataset of dictionaries (e.g. ``NucleiDataset(samples)``) or of ``Sample`` records.
@@ -102,8 +100,6 @@ class SyntheticMixDataset(Dataset):
         if not hasattr(real, "__getitem__") or not hasattr(real, "__len__") or len(real) == 0:
             raise ValueError("`real` must be a non-empty dataset (a sequence of sample dictionaries).")
         self.real = real
-        self.cache = open_cache(cache)
-        check_cache(self.cache, num_types=num_types, type_names=type_names)
         self.share = synthetic_share(ratio)
         if length is None and self.share == 1:
             raise ValueError("`ratio` 1 (synthetic only) needs `length`, the number of items per epoch.")
@@ -111,23 +107,29 @@ class SyntheticMixDataset(Dataset):
             check_int(length, "length", minimum=1)
         self.length = length
         self.seed = int(seed)
-        self.crop = check_choice(crop, "crop", CROPS)
-        self.label_kind = check_choice(label_kind, "label_kind", LABEL_KINDS)
         self.keys, self.inst_key = ensure_tuple(keys), inst_key
         if not 1 <= len(self.keys) <= 2:
             raise ValueError(f"`keys` must be (image_key, label_key) or (image_key,), got {self.keys}.")
         self.transform = transform
         self.flag_key = flag_key
-        targets = check_types(target_types, "target_types", self.cache.num_types)
-        self._probs = draw_probabilities(
-            self.cache, target_types=targets, type_weights=type_weights, count_by=count_by
+        self.source = SyntheticSource(
+            cache,
+            target_types=target_types,
+            type_weights=type_weights,
+            count_by=count_by,
+            crop=crop,
+            label_kind=label_kind,
+            num_types=num_types,
+            type_names=type_names,
+            preload=preload,
         )
         self._template = self._make_template(self._real_item(0))
-        preload = resolve_preload(self.cache, preload)
-        self._source = PreloadedRecords(self.cache) if preload else self.cache
-        fields = ("image", "inst", "type", "meta") if "meta" in self._template else ("image", "inst", "type")
-        self._reader = ReadAhead(self._source, depth=0 if preload else 1, fields=fields)
         self.set_epoch(epoch)
+
+    @property
+    def cache(self) -> Any:
+        """The ``SyntheticCache`` drawn from."""
+        return self.source.cache
 
     # ------------------------------------------------------------------ tables
     def set_epoch(self, epoch: int) -> None:
@@ -145,7 +147,7 @@ class SyntheticMixDataset(Dataset):
             laps = -(-n_real // n_data)  # ceil: whole passes over `real`, each in a fresh order
             real_idx = np.concatenate([np.arange(0), *(rng.permutation(n_data) for _ in range(laps))])
             real_idx = real_idx[:n_real].astype(np.int64)
-        syn_idx = rng.choice(len(self._probs), size=n_syn, p=self._probs)
+        syn_idx = rng.choice(len(self.source), size=n_syn, p=self.source.probabilities)
         # Column 0: source (0 real, 1 synthetic); column 1: index in that source.
         table = np.concatenate(
             [
@@ -186,29 +188,25 @@ class SyntheticMixDataset(Dataset):
                 f"real `{self.keys[0]}` must be channel-first (3, H, W), got {tuple(image.shape)}."
             )
         self.out_hw = (int(image.shape[-2]), int(image.shape[-1]))
-        check_tile_size((self.cache.height, self.cache.width), self.out_hw, self.crop)
-        top = int(item[self.keys[1]].max()) if len(self.keys) == 2 and self.label_kind == "type" else 0
-        if top > self.cache.num_types:
-            raise ValueError(
-                f"real `{self.keys[1]}` holds type {top} but the cache has "
-                f"{self.cache.num_types} types; sample a cache with the real dataset's type list."
-            )
+        self.source.check_size(self.out_hw)
+        if len(self.keys) == 2:
+            self.source.check_label(item[self.keys[1]], self.keys[1])
         return {k: (v[..., :1, :1] if k in array_keys else v) for k, v in item.items()}
 
-    def _synthetic_item(self, position: int, record: dict[str, Any]) -> dict[Hashable, Any]:
+    def _synthetic_item(self, position: int) -> dict[Hashable, Any]:
+        index = int(self._table[position, 1])
         offset = tuple(self._offsets[position])
-        image, inst, types = fit_tile(record, self.out_hw, crop=self.crop, offset=offset)
-        label = types if self.label_kind == "type" else (inst > 0).astype(np.uint8)
+        image, inst, types = self.source.fit(index, self.out_hw, offset)
         t = self._template
         item: dict[Hashable, Any] = {self.keys[0]: as_like(image, t[self.keys[0]], image=True)}
         if len(self.keys) == 2:
-            item[self.keys[1]] = as_like(label[None], t[self.keys[1]])
+            item[self.keys[1]] = as_like(self.source.label(inst, types)[None], t[self.keys[1]])
         if self.inst_key is not None:
             item[self.inst_key] = as_like(inst[None], t[self.inst_key])
         if "name" in t:
-            item["name"] = f"synthetic/{int(self._table[position, 1])}"
-        if "meta" in t:
-            meta = record.get("meta", {})
+            item["name"] = f"synthetic/{index}"
+        if "meta" in t:  # read only when the real items carry it: one more zarr chunk per draw
+            meta = self.source.meta(index)
             item["meta"] = {k: str(meta.get(k, "")) for k in t["meta"]}
         return item
 
@@ -222,22 +220,4 @@ class SyntheticMixDataset(Dataset):
         source, i = self._table[index]
         if source == 0:
             return self._finish(self._real_item(i), False)
-        return self._finish(self._synthetic_item(index, self._source.read(int(i), self._reader.fields)), True)
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        """A batch: its synthetic samples are read on a background thread while real ones load."""
-        positions = [int(p) for p in indices]
-        synthetic = [p for p in positions if self._table[p, 0] == 1]
-        self._reader.clear()  # reads left over by a batch that raised would misalign this one
-        for p in synthetic:
-            self._reader.submit(int(self._table[p, 1]))
-        real = {
-            p: self._finish(self._real_item(self._table[p, 1]), False)
-            for p in positions
-            if self._table[p, 0] == 0
-        }
-        fake = {
-            p: self._finish(self._synthetic_item(p, self._reader.result(self._reader.pop())), True)
-            for p in synthetic
-        }
-        return [real[p] if p in real else fake[p] for p in positions]
+        return self._finish(self._synthetic_item(index), True)

@@ -223,7 +223,6 @@ def compare_segmenters(config: DemoConfig, split: BenchmarkSplit, cache, target_
         target_types=[target_id],
         num_types=max(type_names),
         type_names=type_names,
-        read_ahead=0,
     )
     runs = {
         "real only": train_segmenter(

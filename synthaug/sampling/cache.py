@@ -32,7 +32,6 @@ neither.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -40,7 +39,6 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
-from zarr.core.sync import sync as zarr_sync  # runs a coroutine on zarr's own I/O loop (as Array does)
 
 from synthaug._validation import check_choice, check_instance_mask, check_int
 from synthaug._version import __version__
@@ -504,15 +502,11 @@ class SyntheticCache:
 
     def _gather(self, fields: tuple[str, ...], selection: int | slice) -> dict[str, Any]:
         arrays = self._arrays
-
-        async def fetch(names: tuple[str, ...]) -> list[Any]:
-            # Every field's chunk concurrently, in one round trip to zarr's I/O loop: sequential
-            # `array[i]` calls would each pay the hop to that loop and back.
-            return await asyncio.gather(*(arrays[f].async_array.getitem(selection) for f in names))
-
         fetched = (*fields, "digest")
         try:
-            values = zarr_sync(fetch(fetched))
+            # Public, sequential reads: gathering them on zarr's private I/O loop saved too little
+            # to carry a private import (benchmarks/bench_augment.py, preload=False row).
+            values = [arrays[f][selection] for f in fetched]
         except Exception as err:  # a chunk that fails its CRC32C or does not decompress
             raise CacheIntegrityError(
                 f"cache {self.url!r}: samples {_describe(selection)} could not be decoded "

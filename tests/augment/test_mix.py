@@ -114,16 +114,6 @@ def test_empty_or_too_small_cache_is_refused(make_cache, real):
         SyntheticMixDataset(real, make_cache(num_types=6), type_names=named.type_names)
 
 
-def test_batched_fetch_with_read_ahead_equals_item_by_item(make_cache, real):
-    mix = SyntheticMixDataset(real, make_cache(size=48), 0.5, seed=0)
-    order = list(range(len(mix)))[::-1]
-    for batched, index in zip(mix.__getitems__(order), order):
-        single = mix[index]
-        assert batched["name"] == single["name"] and batched["is_synthetic"] == single["is_synthetic"]
-        for key in ("image", "label", "inst"):
-            assert np.array_equal(batched[key], single[key])
-
-
 def test_preloaded_cache_gives_the_same_items(make_cache, real):
     cache = make_cache(size=48)
     read = SyntheticMixDataset(real, cache, 0.5, seed=2)
