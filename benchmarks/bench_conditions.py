@@ -32,7 +32,7 @@ from skimage.segmentation import find_boundaries
 from tqdm import tqdm
 
 from synthaug.conditions import (
-    ConditionLayout,
+    ConditionChannels,
     build_conditions,
     compute_hv_maps,
     compute_hv_maps_batch,
@@ -146,7 +146,7 @@ def main() -> None:
     print(
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"numba threads {numba.get_num_threads()}; 1000x1000 mask: {len(np.unique(big)) - 1} nuclei; "
-        f"256x256 crop: {len(crop_types)} nuclei, {ConditionLayout().num_channels} channels"
+        f"256x256 crop: {len(crop_types)} nuclei, {ConditionChannels().num_channels} channels"
     )
     print(f"| {'case':<26} | {'implementation':<38} | {'median ms':>10} | {'speed-up':>9} |")
     print(f"|{'-' * 28}|{'-' * 40}|{'-' * 12}|{'-' * 11}|")

@@ -30,7 +30,7 @@ def images_per_second(samples, *, size: str, precision: str, resolution: int, ba
                       steps: int, warmup: int) -> dict:
     """Run ``train_msdm`` twice (warm-up steps, then warm-up + timed steps) and difference them,
     so model building, text encoding and export are not counted."""
-    from synthaug.conditions import ConditionLayout
+    from synthaug.conditions import ConditionChannels
     from synthaug.model import TrainConfig, train_msdm
     from synthaug.model.train import resolve_mixed_precision
 
@@ -40,7 +40,7 @@ def images_per_second(samples, *, size: str, precision: str, resolution: int, ba
             config = TrainConfig(
                 output_dir=tmp, resolution=resolution, batch_size=batch, steps=total, model_size=size,
                 mixed_precision=precision, checkpoint_every=0, export_every=0, sample_every=0,
-                condition_layout=ConditionLayout(num_types=4), seed=0,
+                condition_channels=ConditionChannels(num_types=4), seed=0,
             )
             start = time.perf_counter()
             train_msdm(config, samples)

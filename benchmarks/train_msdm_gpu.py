@@ -28,7 +28,7 @@ from skimage.color import rgb2gray
 from skimage.filters import threshold_otsu
 from torch.utils.flop_counter import FlopCounterMode
 
-from synthaug.conditions import ConditionLayout
+from synthaug.conditions import ConditionChannels
 from synthaug.data import open_dataset
 from synthaug.model import (
     MSDM,
@@ -68,10 +68,12 @@ def matmul_ceiling(device: torch.device, dtype: torch.dtype, n: int, repeats: in
 
 
 def step_flops(
-    config: TrainConfig, layout: ConditionLayout, batch: dict, text: tuple, device: torch.device
+    config: TrainConfig, channels: ConditionChannels, batch: dict, text: tuple, device: torch.device
 ) -> int:
     """FLOPs of one forward + backward training step at the benchmark's batch size and resolution."""
-    model = MSDM.from_preset(config.model_size, condition_layout=layout, sample_size=config.resolution).to(
+    model = MSDM.from_preset(
+        config.model_size, condition_channels=channels, sample_size=config.resolution
+    ).to(
         device
     )
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
@@ -127,7 +129,7 @@ def main() -> None:
     train, test = reader.load("train"), reader.load("test")
     if args.quick:
         train = train[:: max(1, len(train) // 48)]
-    layout = ConditionLayout(num_types=max(reader.type_names))
+    channels = ConditionChannels(num_types=max(reader.type_names))
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="msdm_bench_"))
     config = TrainConfig(
         output_dir=run_dir,
@@ -139,7 +141,7 @@ def main() -> None:
         checkpoint_every=0,
         sample_every=0,
         model_size=args.size,
-        condition_layout=layout,
+        condition_channels=channels,
         lr_warmup_steps=50,
         num_workers=0 if device.type == "cpu" else 6,
         ema_decay=0.995,
@@ -155,7 +157,7 @@ def main() -> None:
     texts = [metadata_to_text(s.meta) for s in train[: args.batch_size]]
     probe = MSDMTrainDataset(
         train[: args.batch_size],
-        layout=layout,
+        channels=channels,
         resolution=args.resolution,
         text_ids=list(range(len(texts))),
         augment=False,
@@ -165,7 +167,7 @@ def main() -> None:
         for k in ("image", "conditions", "colour")
     }
     embeds, mask = cache.encode(texts)
-    flops = step_flops(config, layout, batch, (embeds.to(device), mask.to(device)), device)
+    flops = step_flops(config, channels, batch, (embeds.to(device), mask.to(device)), device)
 
     # 2. Train within the budget.
     from synthaug.model import train_msdm
@@ -177,12 +179,12 @@ def main() -> None:
     achieved = flops * steps / seconds / 1e12
 
     # 3. Generated vs real for the same test masks.
-    model = load_msdm(run_dir, expected_layout=layout).to(device)
+    model = load_msdm(run_dir, expected_channels=channels).to(device)
     picks = [test[i] for i in np.linspace(0, len(test) - 1, args.n_eval).astype(int)]
     texts = [metadata_to_text(s.meta) for s in picks]
     evalset = MSDMTrainDataset(
         picks,
-        layout=layout,
+        channels=channels,
         resolution=args.resolution,
         text_ids=list(range(len(picks))),
         augment=False,

@@ -90,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthaug.conditions import ConditionLayout
+    from synthaug.conditions import ConditionChannels
     from synthaug.data import open_dataset
     from synthaug.model import TrainConfig, check_new_run_folder, train_msdm
 
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         sample_every=args.sample_every,
         seed=args.seed,
         model_size=args.size,
-        condition_layout=ConditionLayout(num_types=num_types),
+        condition_channels=ConditionChannels(num_types=num_types),
         text_encoder=args.text_encoder,
         num_workers=args.num_workers,
         resume=args.resume,

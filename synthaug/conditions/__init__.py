@@ -1,13 +1,13 @@
 """synthaug.conditions: per-pixel conditions built from instance masks (NumPy + numba, no torch).
 
 HV maps (MONAI- or HoVer-Net-exact), colour statistics and colour maps, nucleus type maps, and
-``build_conditions``, which stacks them in the channel order a :class:`ConditionLayout` records.
+``build_conditions``, which stacks them in the channel order a :class:`ConditionChannels` records.
 """
 
 from synthaug.conditions.build import boundary_map, build_conditions
+from synthaug.conditions.channels import CONDITION_GROUPS, ConditionChannels
 from synthaug.conditions.colour import ColourStats, colour_stats, instance_colour_stats, paint_colour_map
 from synthaug.conditions.hv import compute_hv_maps, compute_hv_maps_batch
-from synthaug.conditions.layout import CONDITION_GROUPS, ConditionLayout
 from synthaug.conditions.types import (
     instance_type_votes,
     instance_types_from_type_map,
@@ -19,7 +19,7 @@ from synthaug.conditions.types import (
 __all__ = [
     "CONDITION_GROUPS",
     "ColourStats",
-    "ConditionLayout",
+    "ConditionChannels",
     "boundary_map",
     "build_conditions",
     "colour_stats",

@@ -9,9 +9,9 @@ from numpy.typing import ArrayLike
 
 from synthaug._validation import check_choice, check_instance_mask
 from synthaug.conditions._kernels import STACK_OK, _boundary_kernel, _hv_maps_kernel, _stack_kernel
+from synthaug.conditions.channels import ConditionChannels
 from synthaug.conditions.colour import ColourStats, _check_colour, colour_stats
 from synthaug.conditions.hv import BACKENDS, _dense_labels
-from synthaug.conditions.layout import ConditionLayout
 from synthaug.conditions.types import _check_inst_types, _check_type_map, type_map_from_instances
 
 __all__ = ["boundary_map", "build_conditions"]
@@ -53,12 +53,12 @@ def build_conditions(
     inst_types: Mapping[int, int] | None = None,
     colour: ArrayLike | ColourStats | None = None,
     image: np.ndarray | None = None,
-    layout: ConditionLayout = ConditionLayout(),  # noqa: B008 - frozen, immutable default
+    channels: ConditionChannels = ConditionChannels(),  # noqa: B008 - frozen, immutable default
 ) -> np.ndarray:
-    """Stack the spatial conditions of one instance mask, ``(C, H, W)`` float32, in ``layout`` order.
+    """Stack the spatial conditions of one instance mask, ``(C, H, W)`` float32, in ``channels`` order.
 
-    Channels (see :class:`ConditionLayout`): ``mask`` (nucleus pixels, {0, 1}), ``boundary``
-    (inner boundaries, {0, 1}), ``hv_h``/``hv_v`` (HV maps in [-1, 1], ``layout.hv_convention``),
+    Channels (see :class:`ConditionChannels`): ``mask`` (nucleus pixels, {0, 1}), ``boundary``
+    (inner boundaries, {0, 1}), ``hv_h``/``hv_v`` (HV maps in [-1, 1], ``channels.hv_convention``),
     ``type_1..type_T`` (one-hot, {0, 1}), ``colour_r/g/b`` (every nucleus painted in the
     foreground colour, background in the background colour, [0, 1]).
 
@@ -70,24 +70,24 @@ def build_conditions(
         colour: the colour condition, a ``(6,)`` vector ``[fg RGB, bg RGB]`` in [0, 1] or a
             :class:`ColourStats`. If None it is measured from ``image``.
         image: ``(H, W, 3)`` RGB (uint8 or float in [0, 1]) to measure ``colour`` from.
-        layout: which channels to build, in which order.
+        channels: which channels to build, in which order.
 
     Returns:
-        ``(layout.num_channels, H, W)`` float32.
+        ``(channels.num_channels, H, W)`` float32.
 
     Raises:
-        TypeError: on wrong argument types (non-integer masks, a non-layout ``layout``, ...).
-        ValueError: on shape mismatches, out-of-range colours or types, or when the layout asks
+        TypeError: on wrong argument types (non-integer masks, ``channels`` not a ``ConditionChannels``, ...).
+        ValueError: on shape mismatches, out-of-range colours or types, or when ``channels`` asks
             for colour and neither ``colour`` nor ``image`` is given.
 
     Example:
         >>> inst = np.zeros((8, 8), np.int32); inst[2:6, 2:6] = 1
         >>> cond = build_conditions(inst, inst_types={1: 3}, colour=[0.3, 0.1, 0.4, 0.9, 0.8, 0.9])
-        >>> cond.shape, float(cond[ConditionLayout().index("type_3")].sum())
+        >>> cond.shape, float(cond[ConditionChannels().index("type_3")].sum())
         ((11, 8, 8), 16.0)
     """
-    if not isinstance(layout, ConditionLayout):
-        raise TypeError(f"`layout` must be a ConditionLayout, got {type(layout).__name__}.")
+    if not isinstance(channels, ConditionChannels):
+        raise TypeError(f"`channels` must be a ConditionChannels, got {type(channels).__name__}.")
     inst = check_instance_mask(inst, "inst")
     if image is not None and getattr(image, "shape", (None, None))[:2] != inst.shape:
         raise ValueError(
@@ -95,27 +95,27 @@ def build_conditions(
             "image and mask must have the same height and width."
         )
     labels, size, compacted = _dense_labels(inst)
-    out = np.empty((layout.num_channels, *inst.shape), np.float32)
-    if "hv" in layout.include:
-        hv = out[layout.group_slice("hv")]
-        _hv_maps_kernel(labels, size, layout.hv_convention == "hovernet", 0, hv)
+    out = np.empty((channels.num_channels, *inst.shape), np.float32)
+    if "hv" in channels.include:
+        hv = out[channels.group_slice("hv")]
+        _hv_maps_kernel(labels, size, channels.hv_convention == "hovernet", 0, hv)
     # Everything else in one fused pixel pass (mask, boundary, one-hot, colour): this is what
     # keeps a full 256x256 stack under a millisecond.
     offsets = np.full(6, -1, np.int64)
     for position, group in enumerate(("mask", "boundary", "types")):
-        if group in layout.include:
-            offsets[position] = layout.group_slice(group).start
-    offsets[3] = layout.num_types
+        if group in channels.include:
+            offsets[position] = channels.group_slice(group).start
+    offsets[3] = channels.num_types
     types = np.zeros((1, 1), np.int16)
-    if "types" in layout.include:
-        types, offsets[5] = _types_for_kernel(inst, size, compacted, type_map, inst_types, layout.num_types)
+    if "types" in channels.include:
+        types, offsets[5] = _types_for_kernel(inst, size, compacted, type_map, inst_types, channels.num_types)
     colour_vector = np.zeros(6, np.float32)
-    if "colour" in layout.include:
-        offsets[4] = layout.group_slice("colour").start
+    if "colour" in channels.include:
+        offsets[4] = channels.group_slice("colour").start
         colour_vector = _colour_vector(colour, image, inst)
     status = _stack_kernel(labels, types, colour_vector, offsets, out)
     if status != STACK_OK:  # redo the type step in NumPy, which raises the precise error
-        _check_types(inst, type_map, inst_types, layout.num_types)
+        _check_types(inst, type_map, inst_types, channels.num_types)
         raise AssertionError(f"condition kernel failed with status {status}")  # pragma: no cover
     return out
 
@@ -152,15 +152,15 @@ def _types_for_kernel(
 def _check_types(
     inst: np.ndarray, type_map: np.ndarray | None, inst_types: Mapping[int, int] | None, num_types: int
 ) -> None:
-    """Raise the NumPy path's error for a type map / table that does not fit the layout."""
+    """Raise the NumPy path's error for a type map / table that does not fit ``channels``."""
     if type_map is not None:
         types = _check_type_map(type_map, inst.shape)
     else:
         types = type_map_from_instances(inst, inst_types)
     if types.size and types.max() > num_types:
         raise ValueError(
-            f"the type map has type {int(types.max())} but the layout has `num_types`={num_types}; "
-            "use a layout with more types or merge the extra types first."
+            f"the type map has type {int(types.max())} but `channels` has `num_types`={num_types}; "
+            "use ConditionChannels with more types or merge the extra types first."
         )
 
 
@@ -170,7 +170,7 @@ def _colour_vector(
     if colour is None:
         if image is None:
             raise ValueError(
-                "the layout includes 'colour' but neither `colour` nor `image` was given; pass "
+                "`channels` includes 'colour' but neither `colour` nor `image` was given; pass "
                 "`colour=[fg_r, fg_g, fg_b, bg_r, bg_g, bg_b]` in [0, 1] or the `image` to measure it from."
             )
         return colour_stats(image, inst).as_vector()

@@ -48,7 +48,7 @@ class DemoConfig:
     tile_size: int = 48
     num_train: int = 64
     num_test: int = 32
-    # A shipped model name or a `synthaug train` run folder; its condition layout must match the data's.
+    # A shipped model name or a `synthaug train` run folder; its condition channels must match the data's.
     model: str = "consep"
     num_synthetic: int = 40
     sampling_batch_size: int = 16
@@ -169,9 +169,9 @@ def run_demo(config: DemoConfig) -> DemoResult:
     split, is_toy = load_split(config)
     target_id = target_type(split, config)
     lap("1 data")
-    layout, train_colour = show_conditions(split, out)
+    channels, train_colour = show_conditions(split, out)
     lap("2 conditions")
-    pipeline = load_demo_model(config, layout, device)
+    pipeline = load_demo_model(config, channels, device)
     card = _model_summary(config.model, pipeline)
     lap("3 MSDM loading")
     sampled = sample_targeted_pairs(config, split, pipeline, target_id, train_colour, out, is_toy=is_toy)
@@ -197,7 +197,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
     settings = {
         "synthaug": __version__,
         "device": device,
-        "condition_channels": list(layout.channels),
+        "condition_channels": list(channels.names),
         "demo": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()},
         "split": dict(split.provenance),
     }

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synthaug.conditions import ConditionLayout, colour_stats, compute_hv_maps
+from synthaug.conditions import ConditionChannels, colour_stats, compute_hv_maps
 from synthaug.data import BenchmarkSplit, Sample, count_instances, open_dataset, tile_samples
 from synthaug.data.toy import make_toy_samples
 from synthaug.data.vocabulary import CONSEP_TYPES
@@ -109,8 +109,8 @@ def target_type(split: BenchmarkSplit, config: DemoConfig) -> int:
         ) from err
 
 
-def show_conditions(split: BenchmarkSplit, out: Path) -> tuple[ConditionLayout, np.ndarray]:
-    """Stage 2: the conditions figure, the data's condition layout and the training tiles' mean colour."""
+def show_conditions(split: BenchmarkSplit, out: Path) -> tuple[ConditionChannels, np.ndarray]:
+    """Stage 2: the conditions figure, the data's condition channels and the training tiles' mean colour."""
     type_names = dict(split.type_names)
     shown = split.train[:3]
     save_pair_grid(
@@ -123,23 +123,23 @@ def show_conditions(split: BenchmarkSplit, out: Path) -> tuple[ConditionLayout, 
         type_names=type_names,
         suptitle="Training tiles: nuclei outlines by type, and HoVer-Net HV maps (MONAI convention)",
     )
-    layout = ConditionLayout(num_types=max(type_names))
+    channels = ConditionChannels(num_types=max(type_names))
     # Tiles without nuclei have no foreground colour (colour_stats gives 0, 0, 0): leave them out.
     train_colour = np.mean(
         [colour_stats(s.image, s.inst).as_vector() for s in split.train if s.inst.any()], axis=0
     )
-    return layout, train_colour
+    return channels, train_colour
 
 
-def load_demo_model(config: DemoConfig, layout: ConditionLayout, device: str):
+def load_demo_model(config: DemoConfig, channels: ConditionChannels, device: str):
     """Stage 3: the trained MSDM pipeline (sampling only; `synthaug train` trains one's own)."""
     from synthaug.sampling.pipeline import load_pipeline
 
     pipeline = load_pipeline(config.model, device=device)
-    if pipeline.model.condition_layout != layout:
+    if pipeline.model.condition_channels != channels:
         raise ValueError(
-            f"`model` {config.model!r} was trained on condition layout "
-            f"{pipeline.model.condition_layout.to_dict()}, but the demo data build {layout.to_dict()}; "
+            f"`model` {config.model!r} was trained on condition channels "
+            f"{pipeline.model.condition_channels.to_dict()}, but the demo data build {channels.to_dict()}; "
             "pass a model trained on data with the same nucleus types."
         )
     return pipeline

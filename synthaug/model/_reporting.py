@@ -90,14 +90,14 @@ def save_sample_grid(
 class GridMaker:
     """Fixed centre crops of a few samples, sampled with the EMA weights at intervals."""
 
-    def __init__(self, samples, config, layout, text_ids, text_table, text_mask_table):
+    def __init__(self, samples, config, channels, text_ids, text_table, text_mask_table):
         idx = np.unique(
             np.linspace(0, len(samples) - 1, min(config.num_grid_samples, len(samples))).astype(int)
         )
         has_mask = mask_available(samples)
         self.dataset = MSDMTrainDataset(
             [samples[i] for i in idx],
-            layout=layout,
+            channels=channels,
             resolution=config.resolution,
             text_ids=[text_ids[i] for i in idx],
             augment=False,

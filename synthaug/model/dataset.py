@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from synthaug.conditions import ConditionLayout, build_conditions, colour_stats
+from synthaug.conditions import ConditionChannels, build_conditions, colour_stats
 from synthaug.data import Sample
 
 # White for padded image borders (slide background), 0 (= background) for the masks.
@@ -54,7 +54,7 @@ class MSDMTrainDataset(Dataset):
     Args:
         samples: training samples. Label-level samples (see :func:`mask_available`) yield
             ``has_mask=False``: their spatial conditions are always dropped in training.
-        layout: the condition stack to build.
+        channels: the condition stack to build.
         resolution: crop size; smaller samples are padded (white image, background masks).
         text_ids: per sample, the row of its prompt in the caller's text embedding table.
         augment: random crop + flips/rot90 + colour jitter; ``False`` = centre crop, no jitter.
@@ -71,7 +71,7 @@ class MSDMTrainDataset(Dataset):
         self,
         samples: Sequence[Sample],
         *,
-        layout: ConditionLayout,
+        channels: ConditionChannels,
         resolution: int,
         text_ids: Sequence[int],
         augment: bool = True,
@@ -87,7 +87,7 @@ class MSDMTrainDataset(Dataset):
                 f"`text_ids` has {len(text_ids)} entries for {len(samples)} samples; give one each."
             )
         self.samples = list(samples)
-        self.layout = layout
+        self.channels = channels
         self.resolution = resolution
         self.text_ids = [int(t) for t in text_ids]
         self.has_mask = mask_available(self.samples) if has_mask is None else [bool(m) for m in has_mask]
@@ -116,7 +116,7 @@ class MSDMTrainDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, inst, types = self.crop(index)
         colour = colour_stats(image, inst).as_vector().astype(np.float32)
-        conditions = build_conditions(inst, type_map=types, colour=colour, layout=self.layout)
+        conditions = build_conditions(inst, type_map=types, colour=colour, channels=self.channels)
         return {
             "image": torch.from_numpy(np.moveaxis(image, -1, 0).astype(np.float32) / 127.5 - 1.0),
             "conditions": torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)),

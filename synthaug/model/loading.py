@@ -1,4 +1,4 @@
-"""Load a trained MSDM and refuse one whose condition layout is not what the caller builds."""
+"""Load a trained MSDM and refuse one whose condition channels are not what the caller builds."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from synthaug.conditions import ConditionLayout
-from synthaug.model.msdm import MSDM
+from synthaug.conditions import ConditionChannels
+from synthaug.model.msdm import MSDM, migrate_config
 
 # Sub-folders of a training run (``train_msdm``'s output_dir).
 MODEL_SUBFOLDER = "model"
@@ -42,13 +42,13 @@ def _model_dir(path: Path) -> Path:
     )
 
 
-def load_msdm(path: str | Path, expected_layout: ConditionLayout | None = None, **kwargs) -> MSDM:
+def load_msdm(path: str | Path, expected_channels: ConditionChannels | None = None, **kwargs) -> MSDM:
     """Load an MSDM from a ``save_pretrained`` folder or a ``train_msdm`` output folder.
 
     Args:
         path: the model folder, a training run folder holding ``model/``, or the name of a
             shipped model (``"consep"``, see ``PRETRAINED``).
-        expected_layout: the ``ConditionLayout`` the caller will build conditions with; the
+        expected_channels: the ``ConditionChannels`` the caller will build conditions with; the
             checkpoint is refused if it was trained on another one.
         kwargs: passed to ``MSDM.from_pretrained`` (``torch_dtype``, ...).
 
@@ -57,24 +57,23 @@ def load_msdm(path: str | Path, expected_layout: ConditionLayout | None = None, 
 
     Raises:
         FileNotFoundError: if no model is found at ``path``.
-        TypeError: if ``expected_layout`` is not a ``ConditionLayout``.
-        ValueError: if the checkpoint's layout differs from ``expected_layout``.
+        TypeError: if ``expected_channels`` is not a ``ConditionChannels``.
+        ValueError: if the checkpoint's channels differ from ``expected_channels``.
     """
     model_dir = _model_dir(resolve_model_path(path))
-    if expected_layout is not None:
-        if not isinstance(expected_layout, ConditionLayout):
+    if expected_channels is not None:
+        if not isinstance(expected_channels, ConditionChannels):
             raise TypeError(
-                f"`expected_layout` must be a ConditionLayout, got {type(expected_layout).__name__}."
+                f"`expected_channels` must be a ConditionChannels, got {type(expected_channels).__name__}."
             )
         # Check the config before reading any weights: a mismatch should fail fast and clearly.
-        saved = ConditionLayout.from_dict(
-            json.loads((model_dir / "config.json").read_text())["condition_layout"]
-        )
-        if saved != expected_layout:
+        config = migrate_config(json.loads((model_dir / "config.json").read_text()))
+        saved = ConditionChannels.from_dict(config["condition_channels"])
+        if saved != expected_channels:
             raise ValueError(
-                f"the checkpoint at {str(model_dir)!r} was trained with condition layout {saved.to_dict()} "
-                f"(channels {list(saved.channels)}) but the expected layout is {expected_layout.to_dict()} "
-                f"(channels {list(expected_layout.channels)}). Build conditions with the checkpoint's layout "
-                "(`load_msdm(path).condition_layout`) or train a model for yours."
+                f"the checkpoint at {str(model_dir)!r} was trained with condition channels {saved.to_dict()} "
+                f"(channels {list(saved.names)}) but the expected channels are {expected_channels.to_dict()} "
+                f"(channels {list(expected_channels.names)}). Build conditions with the checkpoint's "
+                "(`load_msdm(path).condition_channels`) or train a model for yours."
             )
     return MSDM.from_pretrained(model_dir, **kwargs).eval()

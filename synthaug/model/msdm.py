@@ -3,7 +3,7 @@
 Inputs of the denoiser (a diffusers ``UNet2DConditionModel``):
 
 - **concatenated** with the noisy image: the spatial stack from ``synthaug.conditions.build_conditions``
-  (mask, boundary, HV maps, type one-hot, colour maps; the order is the ``ConditionLayout`` stored in
+  (mask, boundary, HV maps, type one-hot, colour maps; the order is the ``ConditionChannels`` stored in
   the config) plus one indicator channel, 1 where the spatial conditions are present;
 - **cross-attention** over one token sequence: frozen-BERT text tokens + fg/bg colour tokens
   (``ConditionTokenizer``), each with a learned modality embedding.
@@ -28,7 +28,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.utils import BaseOutput
 
 from synthaug._validation import check_choice
-from synthaug.conditions import ConditionLayout
+from synthaug.conditions import ConditionChannels
 from synthaug.model.encoders import MODALITIES, ConditionTokenizer
 
 # name -> UNet settings. ``attention_head_dim`` here is the width of one attention head in
@@ -121,11 +121,22 @@ class MSDMOutput(BaseOutput):
     sample: torch.Tensor
 
 
+def migrate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Rename, in place, the keys of an MSDM config written by an earlier version; returns it.
+
+    ``condition_layout`` (0.1.0 until 2026-12-05) is now ``condition_channels``.
+    """
+    if "condition_layout" in config:
+        old = config.pop("condition_layout")
+        config.setdefault("condition_channels", old)
+    return config
+
+
 class MSDM(ModelMixin, ConfigMixin):
     """Multimodal conditional denoiser: image-space diffusion conditioned on mask, text and colour.
 
     Args:
-        condition_layout: ``ConditionLayout.to_dict()`` of the spatial stack (``None`` = default layout).
+        condition_channels: ``ConditionChannels.to_dict()`` of the spatial stack (``None``: the default).
         sample_size: training tile size (informational for the UNet; any multiple of the
             downsampling factor works at inference).
         block_out_channels, layers_per_block, down_block_types, up_block_types, cross_attention_dim,
@@ -136,17 +147,24 @@ class MSDM(ModelMixin, ConfigMixin):
         colour_hidden_dim: hidden width of the colour MLP.
 
     Example:
-        >>> model = MSDM.from_preset("tiny", condition_layout=ConditionLayout(num_types=4))
+        >>> model = MSDM.from_preset("tiny", condition_channels=ConditionChannels(num_types=4))
         >>> eps = model(noisy, t, conditions, text_embeds, text_mask, colour,
         ...             drop={"text": torch.tensor([True, False])}).sample   # (B, 3, H, W)
     """
 
     _supports_gradient_checkpointing = True
 
+    @classmethod
+    def load_config(cls, *args: Any, **kwargs: Any) -> Any:
+        """diffusers' ``load_config``, reading configs saved before the key was renamed as well."""
+        out = super().load_config(*args, **kwargs)
+        migrate_config(out[0] if isinstance(out, tuple) else out)
+        return out
+
     @register_to_config
     def __init__(
         self,
-        condition_layout: dict[str, Any] | None = None,
+        condition_channels: dict[str, Any] | None = None,
         sample_size: int = 64,
         block_out_channels: tuple[int, ...] = (32, 64, 64),
         layers_per_block: int = 1,
@@ -164,16 +182,18 @@ class MSDM(ModelMixin, ConfigMixin):
         super().__init__()
         check_choice(prediction_type, "prediction_type", PREDICTION_TYPES)
         heads = heads_per_block(tuple(block_out_channels), attention_head_dim)
-        layout = (
-            ConditionLayout() if condition_layout is None else ConditionLayout.from_dict(condition_layout)
+        channels = (
+            ConditionChannels()
+            if condition_channels is None
+            else ConditionChannels.from_dict(condition_channels)
         )
-        # Store the resolved layout, not None, so a saved config always names its channels.
-        self.register_to_config(condition_layout=layout.to_dict())
-        self._layout = layout
-        self._colour_channels = [i for i, c in enumerate(layout.channels) if c.startswith("colour_")]
+        # Store the resolved channels, not None, so a saved config always names its channels.
+        self.register_to_config(condition_channels=channels.to_dict())
+        self._channels = channels
+        self._colour_channels = [i for i, c in enumerate(channels.names) if c.startswith("colour_")]
         self.unet = UNet2DConditionModel(
             sample_size=sample_size,
-            in_channels=3 + layout.num_channels + 1,  # noisy image + spatial stack + presence indicator
+            in_channels=3 + channels.num_channels + 1,  # noisy image + spatial stack + presence indicator
             out_channels=3,
             block_out_channels=tuple(block_out_channels),
             layers_per_block=layers_per_block,
@@ -192,7 +212,7 @@ class MSDM(ModelMixin, ConfigMixin):
         cls,
         preset: str,
         *,
-        condition_layout: ConditionLayout | None = None,
+        condition_channels: ConditionChannels | None = None,
         sample_size: int = 64,
         **overrides: Any,
     ) -> MSDM:
@@ -201,7 +221,7 @@ class MSDM(ModelMixin, ConfigMixin):
         Args:
             preset: ``"tiny"`` (tests, ~1.4 M params), ``"cpu"`` (the CPU recipe, 6.6 M), ``"small"``
                 or ``"base"``.
-            condition_layout: the spatial stack the model will be fed (default ``ConditionLayout()``).
+            condition_channels: the spatial stack the model will be fed (default ``ConditionChannels()``).
             sample_size: training tile size.
             overrides: any other ``__init__`` argument.
 
@@ -210,16 +230,18 @@ class MSDM(ModelMixin, ConfigMixin):
         """
         if preset not in MODEL_PRESETS:
             raise ValueError(f"`preset` must be one of {list(MODEL_PRESETS)}, got {preset!r}.")
-        layout = condition_layout or ConditionLayout()
-        if not isinstance(layout, ConditionLayout):
-            raise TypeError(f"`condition_layout` must be a ConditionLayout, got {type(layout).__name__}.")
+        channels = condition_channels or ConditionChannels()
+        if not isinstance(channels, ConditionChannels):
+            raise TypeError(
+                f"`condition_channels` must be a ConditionChannels, got {type(channels).__name__}."
+            )
         kwargs = {**MODEL_PRESETS[preset], **overrides}
-        return cls(condition_layout=layout.to_dict(), sample_size=sample_size, **kwargs)
+        return cls(condition_channels=channels.to_dict(), sample_size=sample_size, **kwargs)
 
     @property
-    def condition_layout(self) -> ConditionLayout:
+    def condition_channels(self) -> ConditionChannels:
         """The spatial condition stack this model expects, channel by channel."""
-        return self._layout
+        return self._channels
 
     @property
     def downsample_factor(self) -> int:
@@ -248,7 +270,7 @@ class MSDM(ModelMixin, ConfigMixin):
         Args:
             sample: ``(B, 3, H, W)`` noisy image, model space ([-1, 1] when clean).
             timestep: scalar or ``(B,)`` diffusion step.
-            conditions: ``(B, C, H, W)`` spatial stack in ``condition_layout`` order, or ``None``
+            conditions: ``(B, C, H, W)`` spatial stack in ``condition_channels`` order, or ``None``
                 (= the ``"mask"`` modality dropped for every sample).
             text_embeds: ``(B, L, text_embed_dim)`` frozen token embeddings, or ``None`` (= dropped).
             text_mask: ``(B, L)`` True for real tokens (``None``: all real).
@@ -264,7 +286,7 @@ class MSDM(ModelMixin, ConfigMixin):
         batch, _, height, width = sample.shape
         keep_mask = (~drops["mask"]).to(sample.dtype)[:, None, None, None]
         if conditions is None:
-            spatial = sample.new_zeros(batch, self._layout.num_channels, height, width)
+            spatial = sample.new_zeros(batch, self._channels.num_channels, height, width)
         else:
             spatial = conditions.to(sample.dtype) * keep_mask
             if self._colour_channels:
@@ -321,15 +343,15 @@ class MSDM(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"`sample` height and width must be multiples of {factor}, got {height}x{width}."
             )
-        layout = self._layout
+        channels = self._channels
         if conditions is not None:
             if not isinstance(conditions, torch.Tensor) or conditions.ndim != 4:
                 raise TypeError("`conditions` must be a (B, C, H, W) tensor from build_conditions, or None.")
-            if conditions.shape[1] != layout.num_channels:
+            if conditions.shape[1] != channels.num_channels:
                 raise ValueError(
-                    f"`conditions` has {conditions.shape[1]} channels but this model's layout has "
-                    f"{layout.num_channels}: {list(layout.channels)}. Build them with "
-                    "build_conditions(..., layout=model.condition_layout)."
+                    f"`conditions` has {conditions.shape[1]} channels but this model takes "
+                    f"{channels.num_channels}: {list(channels.names)}. Build them with "
+                    "build_conditions(..., channels=model.condition_channels)."
                 )
             if conditions.shape[0] != batch or conditions.shape[2:] != sample.shape[2:]:
                 raise ValueError(

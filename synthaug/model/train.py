@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from synthaug._validation import check_choice, check_int, check_probability, default_device
-from synthaug.conditions import ConditionLayout
+from synthaug.conditions import ConditionChannels
 from synthaug.data import BenchmarkSplit, Sample
 from synthaug.model._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from synthaug.model._reporting import GridMaker, read_loss_log, save_loss_curve
@@ -90,7 +90,7 @@ class TrainConfig:
         grid_inference_steps: sampler steps for the grids (the pipeline's default DPM-Solver++).
         seed: seeds model initialisation, data order, noise and dropout.
         model_size: ``"tiny"``, ``"small"`` or ``"base"`` (``MSDM.from_preset``).
-        condition_layout: spatial condition stack (default ``ConditionLayout()``).
+        condition_channels: spatial condition stack (default ``ConditionChannels()``).
         text_encoder: local BERT folder (``None``: the packaged all-MiniLM-L6-v2).
         text_max_length: token budget per prompt.
         lr_warmup_steps: linear warm-up of the learning rate.
@@ -126,7 +126,7 @@ class TrainConfig:
     grid_inference_steps: int = 25
     seed: int = 0
     model_size: str = "cpu"
-    condition_layout: ConditionLayout | None = None
+    condition_channels: ConditionChannels | None = None
     text_encoder: str | None = None
     text_max_length: int = 32
     lr_warmup_steps: int = 100
@@ -176,18 +176,19 @@ class TrainConfig:
             raise ValueError(f"`time_budget_minutes` must be > 0 or None, got {self.time_budget_minutes!r}.")
         check_probability(self.drop_all_prob, "drop_all_prob")
         check_probability(self.ema_decay, "ema_decay")
-        if self.condition_layout is not None and not isinstance(self.condition_layout, ConditionLayout):
+        if self.condition_channels is not None and not isinstance(self.condition_channels, ConditionChannels):
             raise TypeError(
-                f"`condition_layout` must be a ConditionLayout, got {type(self.condition_layout).__name__}."
+                "`condition_channels` must be a ConditionChannels, "
+                f"got {type(self.condition_channels).__name__}."
             )
         self.output_dir = Path(self.output_dir)
 
     def to_json_dict(self) -> dict:
-        """JSON-ready copy (paths as strings, the layout as its dict)."""
+        """JSON-ready copy (paths as strings, the condition channels as their dict)."""
         out = dataclasses.asdict(self)
         out["output_dir"] = str(self.output_dir)
         out["init_from"] = None if self.init_from is None else str(self.init_from)
-        out["condition_layout"] = (self.condition_layout or ConditionLayout()).to_dict()
+        out["condition_channels"] = (self.condition_channels or ConditionChannels()).to_dict()
         return out
 
 
@@ -304,10 +305,10 @@ def _draw_drops(
     return drops
 
 
-def _warm_start(config: TrainConfig, layout: ConditionLayout, text_dim: int) -> tuple[MSDM, int]:
+def _warm_start(config: TrainConfig, channels: ConditionChannels, text_dim: int) -> tuple[MSDM, int]:
     """The exported model at ``config.init_from`` (fp32, trainable) and the steps it was trained for."""
     source = resolve_model_path(config.init_from)  # a folder, or a shipped name such as "consep"
-    model = load_msdm(source, expected_layout=layout, torch_dtype=torch.float32).train()
+    model = load_msdm(source, expected_channels=channels, torch_dtype=torch.float32).train()
     if model.config.prediction_type != config.prediction_type:
         raise ValueError(
             f"`init_from` {str(source)!r} predicts {model.config.prediction_type!r} but `prediction_type` "
@@ -440,7 +441,7 @@ def train_msdm(
             num_steps=config.gradient_accumulation_steps, sync_with_dataloader=False
         ),
     )
-    layout = config.condition_layout or ConditionLayout()
+    channels = config.condition_channels or ConditionChannels()
 
     # 1. Text: BERT once per distinct prompt, then a lookup table on the device.
     cache = text_cache or TextEmbeddingCache(config.text_encoder, max_length=config.text_max_length)
@@ -454,7 +455,7 @@ def train_msdm(
 
     # 2. Data, model, EMA, optimiser, schedulers.
     dataset = MSDMTrainDataset(
-        samples, layout=layout, resolution=config.resolution, text_ids=text_ids, seed=config.seed
+        samples, channels=channels, resolution=config.resolution, text_ids=text_ids, seed=config.seed
     )
     # Order and crops of every pass are functions of (seed, epoch, index): a resumed run, or one with
     # more DataLoader workers, trains on exactly the batches an uninterrupted one does.
@@ -470,13 +471,13 @@ def train_msdm(
     # (data order, augmentation, noise, dropout) comes from generators seeded from `config.seed`.
     prior_steps = 0
     if config.init_from is not None:
-        model, prior_steps = _warm_start(config, layout, text_table.shape[-1])
+        model, prior_steps = _warm_start(config, channels, text_table.shape[-1])
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             model = MSDM.from_preset(
                 config.model_size,
-                condition_layout=layout,
+                condition_channels=channels,
                 sample_size=config.resolution,
                 text_embed_dim=text_table.shape[-1],
                 text_encoder=cache.encoder_name,
@@ -500,7 +501,7 @@ def train_msdm(
     noise_scheduler = make_noise_scheduler(config.prediction_type)
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
     ema.to(accelerator.device)
-    grids = GridMaker(samples, config, layout, text_ids, text_table, text_mask_table)
+    grids = GridMaker(samples, config, channels, text_ids, text_table, text_mask_table)
 
     # 3. Resume.
     step, micro = 0, 0  # optimiser steps; micro-batches this process has drawn

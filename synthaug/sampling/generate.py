@@ -303,7 +303,7 @@ def generate_to_cache(
     digest = model_hash(pipeline.model)
     first = _layout_at(mask_source, 0)
     height, width = first["inst"].shape
-    type_names = _source_type_names(mask_source, pipeline.model.condition_layout.num_types)
+    type_names = _source_type_names(mask_source, pipeline.model.condition_channels.num_types)
     record = {
         "guidance": guidance,
         "scheduler": type(pipeline.scheduler).__name__,
@@ -321,7 +321,7 @@ def generate_to_cache(
             world,
             height=height,
             width=width,
-            num_types=pipeline.model.condition_layout.num_types,
+            num_types=pipeline.model.condition_channels.num_types,
             type_names=type_names,
             num_samples=num_samples,
             resume=resume,

@@ -146,13 +146,13 @@ class MSDMPipeline(DiffusionPipeline):
     # 2. Encode conditions --------------------------------------------------------------------
     def encode_conditions(self, insts, type_maps, inst_types, colours, device) -> torch.Tensor:
         """Spatial conditions ``(B, C, H, W)`` from the masks (``build_conditions`` per mask)."""
-        layout = self.model.condition_layout
+        channels = self.model.condition_channels
         # Without a colour the model drops the colour modality, zeroing the colour-map channels
         # itself; any valid placeholder lets build_conditions fill the stack.
         no_colour = np.zeros(6, np.float32)
         conds = [
             build_conditions(
-                inst, type_map=tm, inst_types=it, layout=layout, colour=no_colour if col is None else col
+                inst, type_map=tm, inst_types=it, channels=channels, colour=no_colour if col is None else col
             )
             for inst, tm, it, col in zip(insts, type_maps, inst_types, colours)
         ]

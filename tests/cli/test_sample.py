@@ -52,7 +52,7 @@ def test_sample_command_fills_a_targeted_store(tiny_model, tmp_path, capsys):
     assert meta["target"] == {"type": "epithelial", "share": 0.6, "by": "instances"}
     assert meta["scheduler"] == "UniPCMultistepScheduler" and meta["text"] == "tissue: colon."
     assert meta["source_meta"]["target_type"] == "epithelial"
-    assert cache.type_instance_counts().shape == (3, tiny_model.condition_layout.num_types + 1)
+    assert cache.type_instance_counts().shape == (3, tiny_model.condition_channels.num_types + 1)
     # a second run without --resume must not touch the store: a one-line error, exit status 2
     capsys.readouterr()
     assert main(argv) == 2

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from synthaug.cli.main import main
-from synthaug.conditions import ConditionLayout
+from synthaug.conditions import ConditionChannels
 from synthaug.model import load_msdm
 from tests.model.conftest import toy_sample
 
@@ -38,7 +38,7 @@ def test_cli_trains_and_resumes(tmp_path):
     assert summary["steps"] == 2 and summary["data"]["n_samples"] == 3
     assert summary["config"]["model_size"] == "tiny" and summary["config"]["resolution"] == 32
     # The condition stack follows the dataset's type names (3 types here, not the default 4).
-    load_msdm(out, expected_layout=ConditionLayout(num_types=3))
+    load_msdm(out, expected_channels=ConditionChannels(num_types=3))
     assert main([*args, "--steps", "3", "--resume"]) == 0
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["steps"] == 3 and summary["steps_this_session"] == 1

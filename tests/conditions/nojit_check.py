@@ -14,7 +14,7 @@ import numpy as np
 from skimage.segmentation import find_boundaries
 
 from synthaug.conditions import (
-    ConditionLayout,
+    ConditionChannels,
     boundary_map,
     build_conditions,
     compute_hv_maps,
@@ -46,7 +46,7 @@ def main() -> None:
     inst = insts[0]
     table = {int(i): int(i) % 4 + 1 for i in np.unique(inst) if i}
     colour = np.array([0.2, 0.3, 0.4, 0.9, 0.8, 0.7])
-    cond = build_conditions(inst, inst_types=table, colour=colour, layout=ConditionLayout())
+    cond = build_conditions(inst, inst_types=table, colour=colour, channels=ConditionChannels())
     expected = np.concatenate(
         [
             (inst != 0)[None].astype(np.float32),

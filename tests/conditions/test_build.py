@@ -1,4 +1,4 @@
-"""build_conditions and boundary_map: channel order and ranges from the layout, validation, edge cases."""
+"""build_conditions and boundary_map: channel order and ranges, validation, edge cases."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from skimage.segmentation import find_boundaries
 
 from synthaug.conditions import (
     ColourStats,
-    ConditionLayout,
+    ConditionChannels,
     boundary_map,
     build_conditions,
     colour_stats,
@@ -56,74 +56,75 @@ def test_boundary_kernel_on_touching_and_border_instances():
 
 def test_full_stack_channels_match_the_individual_builders():
     inst, inst_types, image = toy()
-    layout = ConditionLayout(num_types=4)
-    cond = build_conditions(inst, inst_types=inst_types, image=image, layout=layout)
-    assert cond.shape == (layout.num_channels, 16, 20) and cond.dtype == np.float32
-    assert np.array_equal(cond[layout.index("mask")], (inst != 0).astype(np.float32))
-    assert np.array_equal(cond[layout.index("boundary")], boundary_map(inst))
-    assert np.array_equal(cond[layout.group_slice("hv")], compute_hv_maps(inst))
+    channels = ConditionChannels(num_types=4)
+    cond = build_conditions(inst, inst_types=inst_types, image=image, channels=channels)
+    assert cond.shape == (channels.num_channels, 16, 20) and cond.dtype == np.float32
+    assert np.array_equal(cond[channels.index("mask")], (inst != 0).astype(np.float32))
+    assert np.array_equal(cond[channels.index("boundary")], boundary_map(inst))
+    assert np.array_equal(cond[channels.group_slice("hv")], compute_hv_maps(inst))
     types = type_one_hot(type_map_from_instances(inst, inst_types), 4)
-    assert np.array_equal(cond[layout.group_slice("types")], types)
+    assert np.array_equal(cond[channels.group_slice("types")], types)
     stats = colour_stats(image, inst)
     painted = paint_colour_map(inst, stats.fg_mean, stats.bg_mean)
-    assert np.array_equal(cond[layout.group_slice("colour")], painted)
+    assert np.array_equal(cond[channels.group_slice("colour")], painted)
 
 
 def test_ranges_and_value_sets():
     inst, inst_types, _ = toy()
-    layout = ConditionLayout(num_types=4)
-    cond = build_conditions(inst, inst_types=inst_types, colour=COLOUR, layout=layout)
+    channels = ConditionChannels(num_types=4)
+    cond = build_conditions(inst, inst_types=inst_types, colour=COLOUR, channels=channels)
     binary = [
-        layout.index(n) for n in layout.channels if n == "mask" or n == "boundary" or n.startswith("type_")
+        channels.index(n) for n in channels.names if n == "mask" or n == "boundary" or n.startswith("type_")
     ]
     assert set(np.unique(cond[binary])) <= {0.0, 1.0}
-    hv = cond[layout.group_slice("hv")]
+    hv = cond[channels.group_slice("hv")]
     assert hv.min() == -1.0 and hv.max() == 1.0
-    colour = cond[layout.group_slice("colour")]
+    colour = cond[channels.group_slice("colour")]
     np.testing.assert_allclose(colour[:, 0, 0], COLOUR[3:], rtol=1e-6)  # background pixel
     np.testing.assert_allclose(colour[:, 3, 4], COLOUR[:3], rtol=1e-6)  # nucleus pixel
 
 
 def test_type_map_takes_precedence_and_missing_types_give_zero_channels():
     inst, inst_types, _ = toy()
-    layout = ConditionLayout(num_types=4, include=("types",))
+    channels = ConditionChannels(num_types=4, include=("types",))
     type_map = type_map_from_instances(inst, {4: 1, 11: 1, 2: 1, 30: 1})
-    from_map = build_conditions(inst, type_map=type_map, inst_types=inst_types, layout=layout)
+    from_map = build_conditions(inst, type_map=type_map, inst_types=inst_types, channels=channels)
     assert np.array_equal(from_map[0], (inst != 0).astype(np.float32))
-    assert not build_conditions(inst, layout=layout).any()  # no type information at all
+    assert not build_conditions(inst, channels=channels).any()  # no type information at all
 
 
 def test_types_on_background_pixels_paint_no_type_channel():
     inst, _, _ = toy()
-    layout = ConditionLayout(num_types=2)
+    channels = ConditionChannels(num_types=2)
     type_map = np.ones(inst.shape, np.int64)  # type 1 everywhere, background included
-    stack = build_conditions(inst, type_map=type_map, colour=COLOUR, layout=layout)
-    type_1 = stack[layout.group_slice("types")][0]
-    mask = stack[layout.group_slice("mask")][0]
+    stack = build_conditions(inst, type_map=type_map, colour=COLOUR, channels=channels)
+    type_1 = stack[channels.group_slice("types")][0]
+    mask = stack[channels.group_slice("mask")][0]
     assert np.array_equal(type_1, mask)  # a type channel is set only where the mask says nucleus
 
 
 def test_colour_accepts_stats_and_matches_vector():
     inst, _, image = toy()
     stats = colour_stats(image, inst)
-    layout = ConditionLayout(include=("colour",))
+    channels = ConditionChannels(include=("colour",))
     assert isinstance(stats, ColourStats)
-    by_stats = build_conditions(inst, colour=stats, layout=layout)
-    assert np.array_equal(by_stats, build_conditions(inst, colour=stats.as_vector(), layout=layout))
-    assert np.array_equal(by_stats, build_conditions(inst, image=image, layout=layout))
+    by_stats = build_conditions(inst, colour=stats, channels=channels)
+    assert np.array_equal(by_stats, build_conditions(inst, colour=stats.as_vector(), channels=channels))
+    assert np.array_equal(by_stats, build_conditions(inst, image=image, channels=channels))
 
 
 def test_hovernet_layout_uses_hovernet_maps():
     inst, _, _ = toy()
-    layout = ConditionLayout(include=("hv",), hv_convention="hovernet")
-    assert np.array_equal(build_conditions(inst, layout=layout), compute_hv_maps(inst, convention="hovernet"))
+    channels = ConditionChannels(include=("hv",), hv_convention="hovernet")
+    expected = compute_hv_maps(inst, convention="hovernet")
+    assert np.array_equal(build_conditions(inst, channels=channels), expected)
 
 
 def test_layout_round_trips_through_json():
-    layout = ConditionLayout(num_types=2, include=("colour", "mask", "hv"))
-    restored = ConditionLayout.from_dict(json.loads(json.dumps(layout.to_dict())))
-    assert restored == layout
-    assert restored.channels == ("mask", "hv_h", "hv_v", "colour_r", "colour_g", "colour_b")
+    channels = ConditionChannels(num_types=2, include=("colour", "mask", "hv"))
+    restored = ConditionChannels.from_dict(json.loads(json.dumps(channels.to_dict())))
+    assert restored == channels
+    assert restored.names == ("mask", "hv_h", "hv_v", "colour_r", "colour_g", "colour_b")
 
 
 @pytest.mark.parametrize(
@@ -139,10 +140,10 @@ def test_layout_round_trips_through_json():
         ({"type_map": np.zeros((15, 20), np.uint8)}, ValueError, "`type_map` has shape"),
         ({"type_map": np.full((16, 20), 5, np.uint8)}, ValueError, "num_types"),
         ({"inst_types": {4: 1}}, ValueError, "no type for 3 instance"),
-        ({"inst_types": {4: 9, 11: 1, 2: 2, 30: 4}}, ValueError, "has type 9 but the layout"),
-        ({"type_map": np.full((16, 20), 7, np.int64)}, ValueError, "has type 7 but the layout"),
+        ({"inst_types": {4: 9, 11: 1, 2: 2, 30: 4}}, ValueError, "has type 9 but `channels`"),
+        ({"type_map": np.full((16, 20), 7, np.int64)}, ValueError, "has type 7 but `channels`"),
         ({"colour": {"fg": 1}}, TypeError, r"`colour` must be a \(6,\) vector"),
-        ({"layout": {"num_types": 4}}, TypeError, "ConditionLayout"),
+        ({"channels": {"num_types": 4}}, TypeError, "ConditionChannels"),
     ],
 )
 def test_invalid_inputs_raise_saying_what_and_how(kwargs, error, match):
@@ -165,9 +166,9 @@ def test_sparse_64bit_labels_and_wide_type_maps_give_the_same_stack():
 
 def test_empty_mask_is_valid():
     cond = build_conditions(np.zeros((8, 8), np.uint8), colour=COLOUR)
-    layout = ConditionLayout()
-    assert not cond[: layout.group_slice("colour").start].any()
-    np.testing.assert_allclose(cond[layout.group_slice("colour"), 4, 4], COLOUR[3:], rtol=1e-6)
+    channels = ConditionChannels()
+    assert not cond[: channels.group_slice("colour").start].any()
+    np.testing.assert_allclose(cond[channels.group_slice("colour"), 4, 4], COLOUR[3:], rtol=1e-6)
 
 
 def test_conditions_package_does_not_import_torch():

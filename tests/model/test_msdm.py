@@ -1,11 +1,11 @@
-"""MSDM forward, per-modality nulls, save/load and the layout check."""
+"""MSDM forward, per-modality nulls, save/load and the condition-channels check."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from synthaug.conditions import ConditionLayout
+from synthaug.conditions import ConditionChannels
 from synthaug.model import MSDM, MSDMOutput, load_msdm
 
 B, H = 2, 32
@@ -13,7 +13,7 @@ B, H = 2, 32
 
 def _inputs(model: MSDM, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    c = model.condition_layout.num_channels
+    c = model.condition_channels.num_channels
     return {
         "sample": torch.randn(B, 3, H, H, generator=g),
         "timestep": torch.tensor([10, 500]),
@@ -31,7 +31,7 @@ def test_tiny_preset_size_and_output(tiny_model: MSDM):
     assert isinstance(out, MSDMOutput) and out.sample.shape == (B, 3, H, H)
     (tup,) = tiny_model(**_inputs(tiny_model), return_dict=False)
     assert torch.equal(tup, out.sample)
-    assert tiny_model.condition_layout == ConditionLayout()
+    assert tiny_model.condition_channels == ConditionChannels()
 
 
 @torch.no_grad()
@@ -60,33 +60,52 @@ def test_save_load_gives_identical_outputs(tmp_path, tiny_model: MSDM):
     model.save_pretrained(tmp_path)
     assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
-    for loaded in (MSDM.from_pretrained(tmp_path), load_msdm(tmp_path, expected_layout=ConditionLayout())):
-        assert loaded.condition_layout == model.condition_layout
+    checked = load_msdm(tmp_path, expected_channels=ConditionChannels())
+    for loaded in (MSDM.from_pretrained(tmp_path), checked):
+        assert loaded.condition_channels == model.condition_channels
         torch.testing.assert_close(loaded(**x).sample, model(**x).sample, rtol=0, atol=0)
 
 
-def test_load_refuses_a_mismatched_layout(tmp_path, tiny_model: MSDM):
+def test_load_refuses_mismatched_condition_channels(tmp_path, tiny_model: MSDM):
     tiny_model.save_pretrained(tmp_path)
-    other = ConditionLayout(num_types=2, include=("mask", "hv", "types"))
-    with pytest.raises(ValueError, match="condition layout") as err:
-        load_msdm(tmp_path, expected_layout=other)
-    assert "type_4" in str(err.value) and "'type_2']" in str(err.value)  # both layouts are named
+    other = ConditionChannels(num_types=2, include=("mask", "hv", "types"))
+    with pytest.raises(ValueError, match="condition channels") as err:
+        load_msdm(tmp_path, expected_channels=other)
+    assert "type_4" in str(err.value) and "'type_2']" in str(err.value)  # both channel sets are named
     with pytest.raises(FileNotFoundError, match="no MSDM"):
         load_msdm(tmp_path / "missing")
 
 
-def test_custom_layout_sets_input_channels():
-    layout = ConditionLayout(num_types=2, include=("mask", "hv", "types"))
-    model = MSDM.from_preset("tiny", condition_layout=layout)
+@torch.no_grad()
+def test_a_config_saved_with_the_old_key_loads_with_its_channels(tmp_path):
+    # Models saved before the rename store `condition_layout`: they must load with those channels,
+    # not silently with the default ones.
+    import json
+
+    channels = ConditionChannels(num_types=2, include=("mask", "hv", "types"))
+    model = MSDM.from_preset("tiny", condition_channels=channels)
+    model.save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    config = json.loads(config_file.read_text())
+    config["condition_layout"] = config.pop("condition_channels")
+    config_file.write_text(json.dumps(config))
+    for loaded in (MSDM.from_pretrained(tmp_path), load_msdm(tmp_path, expected_channels=channels)):
+        assert loaded.condition_channels == channels
+        assert torch.equal(loaded.unet.conv_in.weight, model.unet.conv_in.weight)
+
+
+def test_custom_condition_channels_set_input_channels():
+    channels = ConditionChannels(num_types=2, include=("mask", "hv", "types"))
+    model = MSDM.from_preset("tiny", condition_channels=channels)
     assert model.unet.config.in_channels == 3 + 5 + 1
-    assert MSDM.from_config(model.config).condition_layout == layout
+    assert MSDM.from_config(model.config).condition_channels == channels
 
 
 def test_check_inputs_names_the_bad_input(tiny_model: MSDM):
     x = _inputs(tiny_model)
     x.pop("timestep")
     check = tiny_model.check_inputs
-    with pytest.raises(ValueError, match="channels but this model's layout"):
+    with pytest.raises(ValueError, match="channels but this model takes"):
         check(**dict(x, conditions=x["conditions"][:, :3]))
     with pytest.raises(ValueError, match="modality 'text' is missing"):
         check(**dict(x, text_embeds=None), drop={"text": torch.tensor([False, False])})

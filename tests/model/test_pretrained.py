@@ -31,7 +31,7 @@ def test_consep_loads_by_name_and_paints_a_tile_on_the_mask_size():
     pipe = load_pipeline("consep", device="cpu")
     assert next(pipe.model.parameters()).dtype == torch.float32  # fp16 on disk, fp32 to run on a CPU
     assert pipe.model.config.prediction_type == pipe.scheduler.config.prediction_type == "v_prediction"
-    assert pipe.model.condition_layout.num_types == 4  # CoNSeP's other/inflammatory/epithelial/spindle
+    assert pipe.model.condition_channels.num_types == 4  # CoNSeP's other/inflammatory/epithelial/spindle
     inst = np.zeros((32, 32), np.int32)
     inst[8:16, 8:16] = 1
     out = pipe(inst, inst_types={1: 3}, num_inference_steps=2, generator=torch.Generator().manual_seed(0))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthaug.conditions import ConditionLayout, build_conditions, colour_stats
+from synthaug.conditions import ConditionChannels, build_conditions, colour_stats
 from synthaug.model import (
     MSDM,
     TextEmbeddingCache,
@@ -54,12 +54,12 @@ def trained_run(tmp_path_factory, toy_samples, text_cache) -> Path:
 
 
 def _fixed_batch(samples, cache: TextEmbeddingCache):
-    layout = ConditionLayout()
+    channels = ConditionChannels()
     crops = [(s.image[:32, :32], s.inst[:32, :32], s.types[:32, :32]) for s in samples]
     colour = np.stack([colour_stats(im, inst).as_vector() for im, inst, _ in crops]).astype(np.float32)
     conds = np.stack(
         [
-            build_conditions(inst, type_map=t, colour=c, layout=layout)
+            build_conditions(inst, type_map=t, colour=c, channels=channels)
             for (_, inst, t), c in zip(crops, colour)
         ]
     )
@@ -85,7 +85,7 @@ def test_training_decreases_the_loss(trained_run: Path, toy_samples, text_cache)
     batch = _fixed_batch(toy_samples, text_cache)
     torch.manual_seed(0)
     untrained = MSDM.from_preset("tiny", sample_size=32).eval()
-    trained = load_msdm(trained_run, expected_layout=ConditionLayout())
+    trained = load_msdm(trained_run, expected_channels=ConditionChannels())
     assert _fixed_loss(trained, batch) < 0.7 * _fixed_loss(untrained, batch)
 
 
@@ -113,7 +113,7 @@ def test_run_folder_holds_the_export(trained_run: Path):
     assert summary["data"]["sources"] == {"toy": 6}
     # Two labels -> two prompts, both in the exported cache (which may hold more: the one passed in).
     assert len(summary["data"]["prompts"]) == 2 and set(summary["data"]["prompts"]) <= set(cache.strings)
-    assert summary["config"]["condition_layout"] == ConditionLayout().to_dict()
+    assert summary["config"]["condition_channels"] == ConditionChannels().to_dict()
     assert np.isfinite(summary["final_loss"])
     for png in ("loss.png", "samples/final.png"):
         assert (trained_run / png).stat().st_size > 1000
@@ -174,7 +174,7 @@ def test_only_unannotated_sources_count_as_label_level():
     # nucleus anywhere has no masks at all.
     assert mask_available([annotated, empty, pcam_like]) == [True, True, False]
     dataset = MSDMTrainDataset(
-        [annotated, empty, pcam_like], layout=ConditionLayout(), resolution=32, text_ids=[0, 0, 0], seed=0
+        [annotated, empty, pcam_like], channels=ConditionChannels(), resolution=32, text_ids=[0, 0, 0], seed=0
     )
     items = [dataset[i] for i in range(3)]
     assert [bool(it["has_mask"]) for it in items] == [True, True, False]
@@ -182,11 +182,13 @@ def test_only_unannotated_sources_count_as_label_level():
         items[0]["image"].shape == (3, 32, 32)
         and -1 <= items[0]["image"].min() < items[0]["image"].max() <= 1
     )
-    assert items[0]["conditions"].shape == (ConditionLayout().num_channels, 32, 32)
+    assert items[0]["conditions"].shape == (ConditionChannels().num_channels, 32, 32)
 
 
 def test_augmentation_keeps_image_and_mask_aligned():
-    dataset = MSDMTrainDataset([toy_sample(3)], layout=ConditionLayout(), resolution=32, text_ids=[0], seed=1)
+    dataset = MSDMTrainDataset(
+        [toy_sample(3)], channels=ConditionChannels(), resolution=32, text_ids=[0], seed=1
+    )
     for _ in range(8):  # random crops, flips, rot90 and colour jitter
         image, inst, _ = dataset.crop(0)
         if inst.any():

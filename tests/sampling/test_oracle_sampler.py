@@ -41,7 +41,7 @@ class GaussianOracle(torch.nn.Module):
         self.toy, self.bf16 = toy, bf16
         self.alphas_cumprod = alphas_cumprod.double()
         self.config = type("Config", (), {"prediction_type": prediction_type})()
-        self.condition_layout = None
+        self.condition_channels = None
         self.anchor = torch.nn.Parameter(torch.zeros(()))
 
     # what DiffusionPipeline reads off its components (ModelMixin has these)

@@ -1,6 +1,6 @@
-"""``ConditionLayout``: which condition channels a model takes, in which order, stored as data.
+"""``ConditionChannels``: which condition channels a model takes, in which order, stored as data.
 
-A trained MSDM keeps its layout in its config (``layout.to_dict()``), so sampling rebuilds exactly
+A trained MSDM keeps its channels in its config (``channels.to_dict()``), so sampling rebuilds exactly
 the stack the model was trained on and a mismatch is an error instead of silently wrong channels.
 """
 
@@ -18,12 +18,12 @@ HV_CONVENTIONS: tuple[str, ...] = ("monai", "hovernet")
 
 
 @dataclass(frozen=True)
-class ConditionLayout:
-    """The channel layout of a condition stack built by :func:`build_conditions`.
+class ConditionChannels:
+    """Which channels a condition stack built by :func:`build_conditions` holds, in which order.
 
     Channels always come in the order ``mask, boundary, hv_h, hv_v, type_1..type_T, colour_r,
     colour_g, colour_b``, restricted to the groups in ``include``; ``include`` is stored in that
-    canonical order, so two layouts with the same groups compare equal whatever order they were
+    canonical order, so two channel sets with the same groups compare equal whatever order they were
     given in.
 
     Args:
@@ -40,10 +40,10 @@ class ConditionLayout:
             ``"types"`` included, or an unknown ``hv_convention``.
 
     Example:
-        >>> layout = ConditionLayout(num_types=2, include=("mask", "hv", "types"))
-        >>> layout.channels
+        >>> channels = ConditionChannels(num_types=2, include=("mask", "hv", "types"))
+        >>> channels.names
         ('mask', 'hv_h', 'hv_v', 'type_1', 'type_2')
-        >>> ConditionLayout.from_dict(layout.to_dict()) == layout
+        >>> ConditionChannels.from_dict(channels.to_dict()) == channels
         True
     """
 
@@ -77,7 +77,7 @@ class ConditionLayout:
         object.__setattr__(self, "include", tuple(g for g in CONDITION_GROUPS if g in include))
 
     @property
-    def channels(self) -> tuple[str, ...]:
+    def names(self) -> tuple[str, ...]:
         """Channel names in stack order, e.g. ``('mask', 'boundary', 'hv_h', 'hv_v', 'type_1', ...)``."""
         names: list[str] = []
         for group in self.include:
@@ -94,30 +94,28 @@ class ConditionLayout:
     @property
     def num_channels(self) -> int:
         """Number of channels C of the stack."""
-        return len(self.channels)
+        return len(self.names)
 
     def index(self, name: str) -> int:
         """Position of channel ``name`` (e.g. ``"hv_h"``) in the stack.
 
         Raises:
-            ValueError: if the layout has no such channel (the message lists the channels).
+            ValueError: if there is no such channel (the message lists the channels).
         """
-        channels = self.channels
-        if name not in channels:
-            raise ValueError(
-                f"`name` {name!r} is not a channel of this layout; channels are {list(channels)}."
-            )
-        return channels.index(name)
+        names = self.names
+        if name not in names:
+            raise ValueError(f"`name` {name!r} is not one of these condition channels: {list(names)}.")
+        return names.index(name)
 
     def group_slice(self, group: str) -> slice:
         """The slice of the stack holding condition group ``group`` (e.g. ``"types"``).
 
         Raises:
-            ValueError: if ``group`` is unknown or not included in this layout.
+            ValueError: if ``group`` is unknown or not included here.
         """
         check_choice(group, "group", CONDITION_GROUPS)
         if group not in self.include:
-            raise ValueError(f"`group` {group!r} is not in this layout; it includes {list(self.include)}.")
+            raise ValueError(f"`group` {group!r} is not included; these channels hold {list(self.include)}.")
         start = 0
         for g in self.include:
             width = {"hv": 2, "types": self.num_types, "colour": 3}.get(g, 1)
@@ -132,35 +130,35 @@ class ConditionLayout:
             "num_types": self.num_types,
             "include": list(self.include),
             "hv_convention": self.hv_convention,
-            "channels": list(self.channels),
+            "channels": list(self.names),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ConditionLayout:
-        """Rebuild a layout written by :meth:`to_dict`.
+    def from_dict(cls, data: Mapping[str, Any]) -> ConditionChannels:
+        """Rebuild the channels written by :meth:`to_dict`.
 
         Raises:
             TypeError: if ``data`` is not a mapping.
             ValueError: on unknown keys, or if a stored ``channels`` list disagrees with the
-                rebuilt layout (a config edited by hand).
+                rebuilt channels (a config edited by hand).
         """
         if not isinstance(data, Mapping):
             raise TypeError(
-                f"`data` must be a mapping from `ConditionLayout.to_dict()`, got {type(data).__name__}."
+                f"`data` must be a mapping from `ConditionChannels.to_dict()`, got {type(data).__name__}."
             )
         unknown = set(data) - {"num_types", "include", "hv_convention", "channels"}
         if unknown:
             raise ValueError(
                 f"`data` has unknown keys {sorted(unknown)}; expected the output of `to_dict()`."
             )
-        layout = cls(
+        channels = cls(
             num_types=data.get("num_types", 4),
             include=tuple(data.get("include", CONDITION_GROUPS)),
             hv_convention=data.get("hv_convention", "monai"),
         )
-        if "channels" in data and list(data["channels"]) != list(layout.channels):
+        if "channels" in data and list(data["channels"]) != list(channels.names):
             raise ValueError(
-                f"`data['channels']` {list(data['channels'])} does not match the layout it describes "
-                f"{list(layout.channels)}; the config was edited inconsistently."
+                f"`data['channels']` {list(data['channels'])} does not match the channels it describes "
+                f"{list(channels.names)}; the config was edited inconsistently."
             )
-        return layout
+        return channels
