@@ -63,9 +63,7 @@ def sample_caches(
             continue
         pipeline = pipeline or load_pipeline(model, device=device)
         source = RealMaskSource(split.train, size=(tile, tile), seed=0, split=split)
-        target = None
         if spec.targeted:
-            target = {"type": RARE, "share": share, "by": "instances"}
             source = TargetedMaskSource(source, TargetingPolicy(RARE, share), seed=0)  # split's vocabulary
         print(f"cache {spec.name}: {num_samples} pairs of {tile}px from {len(split.train)} training patches")
         generate_to_cache(
@@ -77,7 +75,6 @@ def sample_caches(
             # One copy per step (no guidance): the setting the shipped model's fidelity was measured at.
             guidance={"mask": 1.0, "text": 1.0, "colour": 1.0},
             num_inference_steps=steps,
-            target=target,
             resume=True,
             attrs={"benchmark": "dice_with_synthesis", "cache": spec.name, "keep": spec.keep},
         )

@@ -132,8 +132,8 @@ def main() -> None:
             with torch.no_grad():
                 for batch in val_loader:
                     pred = model(batch["image"].to(device)).argmax(1)
-                    target = batch["label"][:, 0].to(device)
-                    stats.append(smp.metrics.get_stats(pred, target, mode="multiclass", num_classes=classes))
+                    truth = batch["label"][:, 0].to(device)
+                    stats.append(smp.metrics.get_stats(pred, truth, mode="multiclass", num_classes=classes))
             tp, fp, fn, tn = (torch.cat(s) for s in zip(*stats))
             iou = smp.metrics.iou_score(tp[:, 1:], fp[:, 1:], fn[:, 1:], tn[:, 1:], reduction="micro")
             print(f"epoch {epoch}: loss {np.mean(losses):.3f}, {mix.num_real} real + {mix.num_synthetic} "

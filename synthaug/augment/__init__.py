@@ -2,19 +2,19 @@
 
 ``SyntheticAugment`` (a MONAI dictionary transform) and ``SyntheticMixDataset`` (a torch Dataset at an
 exact real:synthetic ratio) both wrap a ``SyntheticSource``, which draws from a finished
-``SyntheticCache``; ``HVMaps``/``HVMapsd`` and friends recompute HoVer-Net targets after spatial
+``SyntheticCache``; ``HVMaps``/``HVMapsd`` and friends recompute HoVer-Net's training maps after spatial
 augmentation. Nothing here imports the diffusion model.
 """
 
 from synthaug.augment._paste import paste_instances
+from synthaug.augment.hovernet_maps import AlbumentationsHoVerNetMaps, HoVerNetMapsd, HVMaps, HVMapsd
 from synthaug.augment.mix import SyntheticMixDataset
 from synthaug.augment.source import SyntheticSource
 from synthaug.augment.synthetic import SyntheticAugment
-from synthaug.augment.targets import AlbumentationsTargets, HVMaps, HVMapsd, SegmentationTargetsd
 
 __all__ = [
-    "AlbumentationsTargets",
-    "SegmentationTargetsd",
+    "AlbumentationsHoVerNetMaps",
+    "HoVerNetMapsd",
     "HVMaps",
     "HVMapsd",
     "SyntheticAugment",

@@ -177,9 +177,6 @@ def run(args: argparse.Namespace) -> int:
     # The fewest steps at which each sampler gave the data's spread in the exact-oracle test
     # (dpm/unipc: 15 also matched 25 in KID for the shipped model).
     steps = args.steps if args.steps is not None else {"ddpm": 1000, "ddim": 100}.get(args.scheduler, 15)
-    target = None
-    if args.target_type is not None:
-        target = {"type": args.target_type, "share": args.target_share, "by": args.target_by}
     cache = generate_to_cache(
         pipeline,
         _mask_source(args),
@@ -189,7 +186,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         guidance=args.guidance,
         num_inference_steps=steps,
-        target=target,
         colour=None if args.colour is None else np.asarray(args.colour, np.float32),
         resume=args.resume,
         attrs={"mask_source": "data" if args.data is not None else "layouts"},

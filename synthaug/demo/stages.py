@@ -178,7 +178,6 @@ def sample_targeted_pairs(
         guidance=config.guidance,
         num_inference_steps=config.inference_steps,
         colour=colour,
-        target={"type": type_names[target_id], "share": config.target_share},
     )
     shown = [cache.read(i) for i in range(min(4, len(cache)))]
     save_pair_grid(

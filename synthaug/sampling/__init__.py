@@ -10,28 +10,28 @@ diffusion stack. The sampler lives in ``synthaug.sampling.pipeline`` (``MSDMPipe
 from synthaug.sampling.cache import CacheIntegrityError, SyntheticCache
 from synthaug.sampling.claims import ClaimConflictError
 from synthaug.sampling.mask_sources import (
-    Dihedral,
-    ElasticDeform,
+    CropEdit,
+    DihedralEdit,
+    ElasticEdit,
     LayoutMaskSource,
     MaskRecord,
     MaskSource,
-    RandomCrop,
     RealMaskSource,
-    ReplaceInstances,
+    ReplaceInstancesEdit,
 )
 from synthaug.sampling.targeting import TargetedMaskSource, TargetingPolicy
 
 __all__ = [
     "CacheIntegrityError",
     "ClaimConflictError",
-    "Dihedral",
-    "ElasticDeform",
+    "DihedralEdit",
+    "ElasticEdit",
     "LayoutMaskSource",
     "MaskRecord",
     "MaskSource",
-    "RandomCrop",
+    "CropEdit",
     "RealMaskSource",
-    "ReplaceInstances",
+    "ReplaceInstancesEdit",
     "SyntheticCache",
     "TargetedMaskSource",
     "TargetingPolicy",

@@ -33,6 +33,7 @@ from synthaug.sampling.pipeline import (
     check_guidance,
     check_num_inference_steps,
 )
+from synthaug.sampling.targeting import TargetingPolicy
 
 # A `synthaug.sampling.MaskSource`, any callable `index -> layout`, or a list of layouts.
 LayoutSource = Sequence[Any] | Callable[[int], Any]
@@ -260,7 +261,6 @@ def generate_to_cache(
     seed: int = 0,
     guidance: Mapping[str, float] | None = None,
     num_inference_steps: int = 15,
-    target: Mapping[str, Any] | None = None,
     colour: np.ndarray | None = None,
     resume: bool = True,
     storage_options: Mapping[str, Any] | None = None,
@@ -272,15 +272,14 @@ def generate_to_cache(
     Args:
         pipeline: the sampler (its scheduler decides the solver).
         mask_source: a sequence of layouts (indexed modulo its length) or a callable ``i -> layout``;
-            see ``_layout_at`` for the accepted layout forms.
+            see ``_layout_at`` for the accepted layout forms. A ``TargetedMaskSource``'s request
+            (``policy.describe()``) is recorded in the header and in every sample's meta as ``target``.
         cache_url: local path or fsspec URL of the store (created when absent).
         num_samples: total pairs in the store when done (over all ranks).
         batch_size: pairs per pipeline call and per commit.
         seed: run seed; sample ``i`` uses ``sample_seed(seed, i)``.
         guidance: per-modality guidance weights (default ``DEFAULT_GUIDANCE``).
         num_inference_steps: scheduler steps.
-        target: the targeting request recorded with every sample (e.g. ``{"type": "epithelial",
-            "share": 0.5}``); the mask source is expected to honour it already.
         colour: ``(6,)`` fg/bg colour used for layouts that carry none (``None``: colour dropped).
         resume: continue an existing store; ``False`` refuses a store that already has samples.
         storage_options: fsspec options for URLs.
@@ -304,13 +303,16 @@ def generate_to_cache(
     first = _layout_at(mask_source, 0)
     height, width = first["inst"].shape
     type_names = _source_type_names(mask_source, pipeline.model.condition_channels.num_types)
+    # The targeting request is read off the source (a TargetedMaskSource's policy), so the record
+    # kept with every sample cannot disagree with the masks it describes.
+    targeting = getattr(mask_source, "policy", None)
     record = {
         "guidance": guidance,
         "scheduler": type(pipeline.scheduler).__name__,
         "steps": num_inference_steps,
         "model_hash": digest,
         "synthaug_version": __version__,
-        "target": dict(target) if target else None,
+        "target": targeting.describe() if isinstance(targeting, TargetingPolicy) else None,
     }
     header_attrs = {**dict(attrs or {}), "run": {**record, "seed": seed, "num_samples": num_samples}}
     cache = None

@@ -7,8 +7,8 @@ the same masks.
 
 - :class:`RealMaskSource` reuses annotated masks (the MSDM paper's approach), each pass over the
   samples in a fresh seeded order, with edits that turn one annotation into many layouts:
-  :class:`Dihedral` (flips/rot90), :class:`ElasticDeform`, :class:`RandomCrop`, and
-  :class:`ReplaceInstances` (move or copy nuclei of a chosen type into free space).
+  :class:`DihedralEdit` (flips/rot90), :class:`ElasticEdit`, :class:`CropEdit`, and
+  :class:`ReplaceInstancesEdit` (move or copy nuclei of a chosen type into free space).
 - :class:`LayoutMaskSource` draws procedural layouts (``synthaug.data.layouts.generate_layout``).
 
 Every edit returns a valid layout: no overlaps, ids compact 1..N, type map equal to the
@@ -117,8 +117,8 @@ class RealMaskSource(IndexedMaskSource):
             foreground mean RGB of that window's nuclei per type, weighted by each type's pixels
             in the edited layout, so a crop of lumen or a layout enriched in one type asks for
             the colour that its own nuclei and background have.
-        edits: edit objects (``Dihedral()``, ``ElasticDeform(...)``, ``RandomCrop(...)``,
-            ``ReplaceInstances(...)``, or any ``(layout, rng) -> layout`` callable) or their names
+        edits: edit objects (``DihedralEdit()``, ``ElasticEdit(...)``, ``CropEdit(...)``,
+            ``ReplaceInstancesEdit(...)``, or any ``(layout, rng) -> layout`` callable) or their names
             ``"dihedral"``, ``"elastic"``, ``"replace"`` (default settings). Empty = masks as they are.
         size: ``(height, width)`` of the output; crops larger masks at a random position.
         seed: base seed.
@@ -126,7 +126,7 @@ class RealMaskSource(IndexedMaskSource):
         split: the benchmark split the samples come from; each must then be one of its training
             samples (``BenchmarkSplit.check_training_only``), so no held-out mask is reused.
         vocabulary: the masks' type vocabulary (``reader.vocabulary``); defaults to ``split``'s when
-            it names types. Lets ``ReplaceInstances("epithelial")`` and targeting resolve names.
+            it names types. Lets ``ReplaceInstancesEdit("epithelial")`` and targeting resolve names.
 
     Raises:
         TypeError, ValueError: for empty or wrongly typed ``samples``, unknown edit names, a
@@ -165,7 +165,7 @@ class RealMaskSource(IndexedMaskSource):
         self.edits = [_resolve_edit(e, self.vocabulary) for e in edits]
         self.crop = None
         if size is not None:
-            self.crop = RandomCrop(*size)
+            self.crop = CropEdit(*size)
             small = [
                 lay.name
                 for lay in self.layouts
@@ -292,7 +292,7 @@ class LayoutMaskSource(IndexedMaskSource):
 # --- edits -------------------------------------------------------------------------------------
 
 
-class Dihedral:
+class DihedralEdit:
     """Random flip and rotation by a multiple of 90 degrees (only 0/180 on non-square masks)."""
 
     def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
@@ -307,7 +307,7 @@ class Dihedral:
 
 
 @dataclass(frozen=True)
-class ElasticDeform:
+class ElasticEdit:
     """Smooth random displacement field, nearest-neighbour resampling, then re-validation.
 
     Args:
@@ -323,7 +323,7 @@ class ElasticDeform:
     def __post_init__(self) -> None:
         if not (self.alpha >= 0 and self.sigma > 0):
             raise ValueError(
-                f"ElasticDeform needs `alpha` >= 0 and `sigma` > 0, "
+                f"ElasticEdit needs `alpha` >= 0 and `sigma` > 0, "
                 f"got alpha={self.alpha}, sigma={self.sigma}."
             )
 
@@ -345,7 +345,7 @@ class ElasticDeform:
 
 
 @dataclass(frozen=True)
-class RandomCrop:
+class CropEdit:
     """Crop a ``height x width`` window at a random position; cut nuclei under ``min_area`` go."""
 
     height: int
@@ -354,7 +354,7 @@ class RandomCrop:
 
     def __post_init__(self) -> None:
         for arg in ("height", "width"):
-            check_int(getattr(self, arg), f"RandomCrop {arg}", minimum=1)
+            check_int(getattr(self, arg), f"CropEdit {arg}", minimum=1)
 
     def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
         return self.crop(layout, rng)[0]
@@ -372,7 +372,7 @@ class RandomCrop:
 
 
 @dataclass(frozen=True)
-class ReplaceInstances:
+class ReplaceInstancesEdit:
     """Move or copy nuclei of a chosen type into free space, without overlaps.
 
     Args:
@@ -399,7 +399,7 @@ class ReplaceInstances:
         if self.type is not None:
             object.__setattr__(self, "type_id", resolve_type(self.type, self.vocabulary))
 
-    def bind(self, vocabulary: TypeVocabulary | None) -> ReplaceInstances:
+    def bind(self, vocabulary: TypeVocabulary | None) -> ReplaceInstancesEdit:
         """This edit with ``vocabulary`` to resolve a type name in (an explicit one is kept)."""
         if self.vocabulary is not None or vocabulary is None:
             return self
@@ -408,8 +408,9 @@ class ReplaceInstances:
     def __call__(self, layout: Layout, rng: np.random.Generator) -> Layout:
         if self.type is not None and self.type_id is None:
             raise ValueError(
-                f"ReplaceInstances(type={self.type!r}) names a class but has no vocabulary to find its id: "
-                "pass vocabulary=reader.vocabulary, or use it inside RealMaskSource(..., vocabulary=...)."
+                f"ReplaceInstancesEdit(type={self.type!r}) names a class but has no vocabulary to find "
+                "its id: pass vocabulary=reader.vocabulary, or use it inside "
+                "RealMaskSource(..., vocabulary=...)."
             )
         ids = [k for k, t in layout.inst_types.items() if self.type is None or t == self.type_id]
         if not ids:
@@ -436,9 +437,9 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, sigma: floa
 
 
 _EDITS: dict[str, Callable[[], Edit]] = {
-    "dihedral": Dihedral,
-    "elastic": ElasticDeform,
-    "replace": ReplaceInstances,
+    "dihedral": DihedralEdit,
+    "elastic": ElasticEdit,
+    "replace": ReplaceInstancesEdit,
 }
 
 
@@ -447,11 +448,11 @@ def _resolve_edit(edit: str | Edit, vocabulary: TypeVocabulary | None) -> Edit:
         if edit not in _EDITS:
             raise ValueError(f"unknown edit {edit!r}; valid names: {sorted(_EDITS)}, or an edit object.")
         edit = _EDITS[edit]()
-    if isinstance(edit, ReplaceInstances):
+    if isinstance(edit, ReplaceInstancesEdit):
         edit = edit.bind(vocabulary)
         if edit.type is not None and edit.type_id is None:
             raise ValueError(
-                f"edit ReplaceInstances(type={edit.type!r}) names a class, but the mask source has no "
+                f"edit ReplaceInstancesEdit(type={edit.type!r}) names a class, but the mask source has no "
                 "vocabulary: pass RealMaskSource(..., vocabulary=reader.vocabulary) or a type id."
             )
         return edit
@@ -577,15 +578,15 @@ def move_instance(inst: np.ndarray, instance_id: int, *, rng: np.random.Generato
 
 
 __all__ = [
-    "Dihedral",
-    "ElasticDeform",
+    "DihedralEdit",
+    "ElasticEdit",
     "IndexedMaskSource",
     "LayoutMaskSource",
     "MaskRecord",
     "MaskSource",
-    "RandomCrop",
+    "CropEdit",
     "RealMaskSource",
-    "ReplaceInstances",
+    "ReplaceInstancesEdit",
     "find_free_anchor",
     "instance_shape",
     "move_instance",

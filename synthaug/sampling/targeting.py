@@ -88,6 +88,10 @@ class TargetingPolicy:
             return self.vocabulary.name(self._target())
         return str(self.type)
 
+    def describe(self) -> dict[str, float | str]:
+        """The request as JSON (``{"type": name, "share": ..., "by": ...}``), as caches record it."""
+        return {"type": self.type_name, "share": float(self.share), "by": self.by}
+
     def _target(self) -> int:
         if self.type_id is None:
             raise ValueError(

@@ -1,14 +1,14 @@
-"""Training a :class:`NucleiSegmenter`: HoVer-Net's targets after geometry, its losses, a resumable loop.
+"""Training a :class:`NucleiSegmenter`: HoVer-Net's maps after geometry, its losses, a resumable loop.
 
 One training draw is a MONAI dictionary (``Sample.to_dict()``) that goes through
 
 1. a random crop to ``crop`` pixels (skipped when the sample already has that size);
 2. ``synthetic`` (a ``SyntheticAugment``), when given: with its ``prob`` the crop is swapped for a
-   cached synthetic pair, so real and synthetic draws meet the same geometry and targets;
+   cached synthetic pair, so real and synthetic draws meet the same geometry and maps;
 3. flips and 90-degree turns (one draw for image and masks), mild contrast and blur on the image;
 4. HV maps recomputed from the *transformed* instance mask (``HVMapsd``): a flip changes their sign,
    so they cannot be computed once up front;
-5. targets: NP one-hot (nucleus / background), HV, TP one-hot (background + types).
+5. the loss's references: NP one-hot (nucleus / background), HV, TP one-hot (background + types).
 
 The loss is MONAI's ``HoVerNetLoss`` (NP: CE + Dice, HV: MSE + MSE of Sobel gradients inside
 nuclei, TP: CE + Dice), the optimiser AdamW with a one-cycle schedule. Every ``checkpoint_every``
@@ -117,8 +117,8 @@ def training_transform(crop: int, synthetic: Callable | None = None, *, seed: in
     return Compose(transforms).set_random_state(seed)
 
 
-def collate_targets(items: list[dict], num_types: int) -> dict[str, torch.Tensor]:
-    """Stack draws into images and HoVer-Net targets (one-hot NP/TP, float HV)."""
+def collate_batch(items: list[dict], num_types: int) -> dict[str, torch.Tensor]:
+    """Stack draws into images and HoVer-Net's training maps (one-hot NP/TP, float HV)."""
     image = torch.stack([torch.as_tensor(np.asarray(i["image"]), dtype=torch.float32) for i in items])
     inst = torch.stack([torch.as_tensor(np.asarray(i["inst"])[0], dtype=torch.int64) for i in items])
     batch = {
@@ -196,7 +196,7 @@ def train_segmenter(
         dataset,
         batch_size=config.batch_size,
         sampler=order.tolist(),
-        collate_fn=lambda items: collate_targets(items, config.model.num_types),
+        collate_fn=lambda items: collate_batch(items, config.model.num_types),
     )
     loss_fn = HoVerNetLoss()
     began = time.time() - history.seconds
@@ -205,8 +205,8 @@ def train_segmenter(
     bar = tqdm(loader, total=config.steps, initial=start, desc=desc, unit="step", disable=not progress)
     for batch in bar:
         predictions = model(batch["image"].to(device))
-        targets = {k: batch[k].to(device) for k in (NP, HV, TP) if k in batch}
-        loss = loss_fn(predictions, targets)
+        truth = {k: batch[k].to(device) for k in (NP, HV, TP) if k in batch}
+        loss = loss_fn(predictions, truth)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

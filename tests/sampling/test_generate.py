@@ -198,3 +198,15 @@ def test_an_empty_mask_source_is_refused_before_a_store_exists(pipeline, tmp_pat
     with pytest.raises(ValueError, match="`mask_source` is an empty sequence"):
         _generate(pipeline, [], url)
     assert not (tmp_path / "never.zarr").exists()
+
+
+def test_the_targeting_request_is_recorded_from_the_mask_source_itself(pipeline, masks, reference):
+    from synthaug.sampling import TargetedMaskSource, TargetingPolicy
+
+    assert reference.attrs["run"]["target"] is None and reference.read(0)["meta"]["target"] is None
+    # "columnar" is an alias: the record names the class the source really enriched, by its name.
+    targeted = TargetedMaskSource(masks, TargetingPolicy("columnar", 0.5, tolerance=0.2), seed=0)
+    cache = _generate(pipeline, targeted, f"memory://targeted-{uuid.uuid4().hex}", num_samples=2)
+    expected = {"type": "epithelial", "share": 0.5, "by": "instances"}
+    assert cache.attrs["run"]["target"] == expected
+    assert all(cache.read(i)["meta"]["target"] == expected for i in range(2))

@@ -12,14 +12,14 @@ from synthaug.data import CONSEP_TYPES
 from synthaug.data.layouts import Layout, generate_layout
 from synthaug.data.toy import make_toy_samples
 from synthaug.sampling.mask_sources import (
-    Dihedral,
-    ElasticDeform,
+    CropEdit,
+    DihedralEdit,
+    ElasticEdit,
     LayoutMaskSource,
     MaskRecord,
     MaskSource,
-    RandomCrop,
     RealMaskSource,
-    ReplaceInstances,
+    ReplaceInstancesEdit,
     find_free_anchor,
 )
 
@@ -44,9 +44,9 @@ def sorted_areas(layout: Layout) -> list[int]:
 
 
 EDITS = [
-    Dihedral(), ElasticDeform(alpha=5.0, sigma=8.0), RandomCrop(48, 40),
-    ReplaceInstances("epithelial", "copy", 0.5, vocabulary=CONSEP_TYPES),
-    ReplaceInstances(None, "move", 1.0, gap=2),
+    DihedralEdit(), ElasticEdit(alpha=5.0, sigma=8.0), CropEdit(48, 40),
+    ReplaceInstancesEdit("epithelial", "copy", 0.5, vocabulary=CONSEP_TYPES),
+    ReplaceInstancesEdit(None, "move", 1.0, gap=2),
 ]  # fmt: skip
 
 
@@ -64,7 +64,7 @@ def test_every_edit_returns_a_valid_layout(seed, edit):
 @given(seed=st.integers(0, 2**32 - 1))
 def test_dihedral_keeps_every_nucleus(seed):
     layout = generate_layout(64, 64, seed=seed)
-    out = Dihedral()(layout, np.random.default_rng(seed))
+    out = DihedralEdit()(layout, np.random.default_rng(seed))
     assert sorted_areas(out) == sorted_areas(layout)
     assert sorted(out.inst_types.values()) == sorted(layout.inst_types.values())
 
@@ -72,7 +72,7 @@ def test_dihedral_keeps_every_nucleus(seed):
 def test_copy_adds_only_target_nuclei_in_free_space():
     layout = generate_layout(128, 128, density=0.15, gap=1, seed=1)
     before = np.bincount(list(layout.inst_types.values()), minlength=5)
-    out = ReplaceInstances(4, "copy", 1.0, gap=1)(layout, np.random.default_rng(0))  # 4: spindle
+    out = ReplaceInstancesEdit(4, "copy", 1.0, gap=1)(layout, np.random.default_rng(0))  # 4: spindle
     after = np.bincount(list(out.inst_types.values()), minlength=5)
     assert after[4] > before[4] and np.array_equal(after[:4], before[:4])
     # Originals untouched: every original nucleus pixel is still nucleus, of the same type.
@@ -83,7 +83,7 @@ def test_copy_adds_only_target_nuclei_in_free_space():
 
 def test_move_keeps_counts_and_shapes():
     layout = generate_layout(128, 128, density=0.15, gap=1, seed=2)
-    move = ReplaceInstances("inflammatory", "move", 1.0, vocabulary=CONSEP_TYPES)
+    move = ReplaceInstancesEdit("inflammatory", "move", 1.0, vocabulary=CONSEP_TYPES)
     out = move(layout, np.random.default_rng(0))
     assert sorted(out.inst_types.values()) == sorted(layout.inst_types.values())
     assert sorted_areas(out) == sorted_areas(layout)
@@ -93,7 +93,7 @@ def test_move_keeps_counts_and_shapes():
 
 def test_elastic_deform_moves_boundaries_but_keeps_most_nuclei():
     layout = generate_layout(96, 96, density=0.25, seed=3)
-    out = ElasticDeform(alpha=3.0, sigma=10.0)(layout, np.random.default_rng(0))
+    out = ElasticEdit(alpha=3.0, sigma=10.0)(layout, np.random.default_rng(0))
     assert out.num_instances >= 0.8 * layout.num_instances
     assert 0.5 < (out.inst > 0).sum() / (layout.inst > 0).sum() < 1.5
     assert not np.array_equal(out.inst > 0, layout.inst > 0)
@@ -168,7 +168,7 @@ def test_real_source_fg_colour_follows_the_type_mix_of_the_edited_layout():
     sample = _two_halves_sample()
     plain = RealMaskSource([sample], edits=(), seed=0)[0].colour
     np.testing.assert_allclose(plain[:3], (40 + 160) / 2 / 255, atol=1e-6)  # two nuclei of each type
-    copy_light = ReplaceInstances(type=2, mode="copy", fraction=1.0)
+    copy_light = ReplaceInstancesEdit(type=2, mode="copy", fraction=1.0)
     record = RealMaskSource([sample], edits=(copy_light,), seed=0)[0]
     light = (record.types == 2).sum() / (record.inst > 0).sum()
     assert light > 0.5  # the copies raised the type-2 share ...
@@ -214,7 +214,7 @@ def test_real_consep_masks_stay_valid_under_edits(consep_root):
         image = np.asarray(Image.open(image_path).convert("RGB"))
         inst_types = {i + 1: int(t) for i, t in enumerate(mat["inst_type"].ravel())}
         samples.append(Sample(image, mat["inst_map"], mat["type_map"], inst_types, name=mat_path.stem))
-    src = RealMaskSource(samples, edits=("dihedral", "elastic", ReplaceInstances("epithelial", "copy")),
+    src = RealMaskSource(samples, edits=("dihedral", "elastic", ReplaceInstancesEdit("epithelial", "copy")),
                          size=(128, 128), seed=0, vocabulary=CONSEP_TYPES)  # fmt: skip
     for record in src.records(0, 6):
         record.validate()
@@ -246,12 +246,12 @@ def test_free_anchor_is_free_and_found_whenever_one_exists(seed, h, w, gap, tria
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: ElasticDeform(alpha=-1.0), "alpha"),
-        (lambda: RandomCrop(0, 10), "height"),
-        (lambda: ReplaceInstances(mode="swap"), "mode"),
-        (lambda: ReplaceInstances(fraction=0.0), "fraction"),
-        (lambda: ReplaceInstances(type="goblet", vocabulary=CONSEP_TYPES), "type"),
-        (lambda: ReplaceInstances(type=0), "type"),
+        (lambda: ElasticEdit(alpha=-1.0), "alpha"),
+        (lambda: CropEdit(0, 10), "height"),
+        (lambda: ReplaceInstancesEdit(mode="swap"), "mode"),
+        (lambda: ReplaceInstancesEdit(fraction=0.0), "fraction"),
+        (lambda: ReplaceInstancesEdit(type="goblet", vocabulary=CONSEP_TYPES), "type"),
+        (lambda: ReplaceInstancesEdit(type=0), "type"),
     ],
 )
 def test_edit_argument_errors(make, match):

@@ -12,7 +12,7 @@ from synthaug.augment import HVMaps
 from synthaug.data.record import Sample
 from synthaug.segment import SegmenterConfig, SegmenterTrainingConfig, load_segmenter, train_segmenter
 from synthaug.segment.model import HV, NP, TP
-from synthaug.segment.train import collate_targets, training_transform
+from synthaug.segment.train import collate_batch, training_transform
 
 from .conftest import NAMES
 
@@ -36,7 +36,7 @@ def test_every_draw_keeps_image_masks_and_hv_targets_aligned(samples):
         assert np.mean((np.asarray(d["image"])[0] > 0.5) != (inst[0] > 0)) < 0.01
         # HV targets are the HV maps of the mask as it is *after* the flips and turns
         np.testing.assert_allclose(np.asarray(d["hv_inst"]), HVMaps()(inst), atol=1e-6)
-        batch = collate_targets([d], num_types=4)
+        batch = collate_batch([d], num_types=4)
         assert batch[NP].shape == (1, 2, 64, 64) and batch[HV].shape == (1, 2, 64, 64)
         tp = batch[TP][0].argmax(0).numpy()
         assert (tp[inst[0] == 0] == 0).all()  # types only inside nuclei

@@ -1,14 +1,14 @@
-"""Targets after geometry: HV maps and type one-hot recomputed from the augmented masks.
+"""HoVer-Net's training maps after geometry: HV maps and type one-hot recomputed from the augmented masks.
 
 Warping a precomputed HV map is wrong: after a horizontal flip the h channel must still grow from
 left to right, but the flipped map decreases, and rotations swap and negate channels. So HoVer-Net
-style training augments the *instance and type masks* and recomputes the targets afterwards; the
+style training augments the *instance and type masks* and recomputes the maps afterwards; the
 numba kernels make that cheap enough to do inside a DataLoader.
 
 - MONAI: :class:`HVMaps` (array) / :class:`HVMapsd` (dictionary, as ``ComputeHoVerMapsd``), and
-  :class:`SegmentationTargetsd`, which writes HV maps and the type one-hot in one step. Put them
+  :class:`HoVerNetMapsd`, which writes HV maps and the type one-hot in one step. Put them
   after the spatial transforms of a ``Compose``.
-- albumentations: :class:`AlbumentationsTargets`, the last step of an ``A.Compose``; it leaves
+- albumentations: :class:`AlbumentationsHoVerNetMaps`, the last step of an ``A.Compose``; it leaves
   the image and masks alone and adds HWC ``hv`` (and ``type_one_hot``) entries to the output.
 """
 
@@ -28,7 +28,7 @@ from synthaug._validation import check_choice
 from synthaug.conditions import compute_hv_maps, type_one_hot
 from synthaug.conditions.hv import HV_CONVENTIONS
 
-__all__ = ["AlbumentationsTargets", "SegmentationTargetsd", "HVMaps", "HVMapsd"]
+__all__ = ["AlbumentationsHoVerNetMaps", "HoVerNetMapsd", "HVMaps", "HVMapsd"]
 
 
 def _label_array(mask: Any, name: str, *, channel_axis: int) -> np.ndarray:
@@ -119,8 +119,8 @@ class HVMapsd(MapTransform):
         return d
 
 
-class SegmentationTargetsd(MapTransform):
-    """Recompute HoVer-Net style targets from already-augmented ``inst`` / type keys.
+class HoVerNetMapsd(MapTransform):
+    """Recompute HoVer-Net's training maps (HV, type one-hot) from already-augmented ``inst`` / type keys.
 
     Writes ``d[hv_key]`` ``(2, H, W)`` from ``d[inst_key]`` and, when ``num_types`` is set,
     ``d[type_one_hot_key]`` ``(num_types, H, W)`` float32 from ``d[type_key]`` (channel ``k - 1`` =
@@ -139,7 +139,7 @@ class SegmentationTargetsd(MapTransform):
     Example:
         >>> from monai.transforms import Compose, RandFlipd
         >>> pipeline = Compose([RandFlipd(["image", "inst", "label"], prob=0.5, spatial_axis=1),
-        ...                     SegmentationTargetsd(num_types=4)])
+        ...                     HoVerNetMapsd(num_types=4)])
     """
 
     def __init__(
@@ -175,7 +175,7 @@ class SegmentationTargetsd(MapTransform):
         return d
 
 
-class AlbumentationsTargets(A.BasicTransform):
+class AlbumentationsHoVerNetMaps(A.BasicTransform):
     """albumentations step that adds HV maps (and type one-hot) computed from the augmented masks.
 
     Put it last in an ``A.Compose``, after the geometry. It changes no existing target: it reads
@@ -185,7 +185,7 @@ class AlbumentationsTargets(A.BasicTransform):
     ``num_types``, ``data[type_one_hot_key]`` ``(H, W, T)`` from ``data[type_key]``. ``ToTensorV2``
     does not transpose these new keys; use ``np.moveaxis(out["hv"], -1, 0)`` for CHW.
 
-    Always applied (``p=1``): a target generator that sometimes skips would leave stale targets.
+    Always applied (``p=1``): a map generator that sometimes skips would leave stale maps.
 
     Args:
         inst_key: key of the ``(H, W)`` instance mask.
@@ -198,7 +198,7 @@ class AlbumentationsTargets(A.BasicTransform):
         >>> import albumentations as A
         >>> image, inst = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.int32)
         >>> inst[2:5, 1:7] = 4
-        >>> pipeline = A.Compose([A.HorizontalFlip(), A.RandomRotate90(), AlbumentationsTargets()])
+        >>> pipeline = A.Compose([A.HorizontalFlip(), A.RandomRotate90(), AlbumentationsHoVerNetMaps()])
         >>> out = pipeline(image=image, mask=inst)
         >>> out["hv"].shape, out["hv"].dtype
         ((8, 8, 2), dtype('float32'))

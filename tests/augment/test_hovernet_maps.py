@@ -1,4 +1,4 @@
-"""Targets after geometry: recomputed HV/type targets follow the augmented mask, warped maps do not."""
+"""HoVer-Net maps after geometry: recomputed HV/type maps follow the augmented mask, warped maps do not."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, ComputeHoVerMaps, Flipd, RandRotate90d, Rotate90d
 
-from synthaug.augment.targets import AlbumentationsTargets, HVMaps, HVMapsd, SegmentationTargetsd
+from synthaug.augment.hovernet_maps import AlbumentationsHoVerNetMaps, HoVerNetMapsd, HVMaps, HVMapsd
 from synthaug.conditions import compute_hv_maps, type_map_from_instances, type_one_hot
 
 
@@ -32,17 +32,17 @@ def toy() -> tuple[np.ndarray, np.ndarray]:
     ],
     ids=["hflip", "vflip", "rot90"],
 )
-def test_monai_targets_follow_the_augmented_mask(geometry, warp):
+def test_monai_maps_follow_the_augmented_mask(geometry, warp):
     inst, types = toy()
     hv_before = compute_hv_maps(inst)
     data = {"inst": inst[None], "label": types[None], "hv_before": hv_before}
-    out = Compose([geometry, SegmentationTargetsd(num_types=3)])(data)
+    out = Compose([geometry, HoVerNetMapsd(num_types=3)])(data)
     moved_inst = np.asarray(out["inst"])[0]
     hv = np.asarray(out["hv"])
     assert np.array_equal(hv, compute_hv_maps(moved_inst))
     assert np.array_equal(np.asarray(out["type_one_hot"]), type_one_hot(np.asarray(out["label"])[0], 3))
     warped = np.ascontiguousarray(warp(hv_before))
-    assert not np.allclose(hv, warped, atol=1e-3)  # warping the old targets gives wrong targets
+    assert not np.allclose(hv, warped, atol=1e-3)  # warping the old maps gives wrong maps
     assert np.array_equal(np.asarray(out["hv_before"]), warped)  # (the geometry did warp that key)
 
 
@@ -59,27 +59,27 @@ def test_warped_hflip_target_has_the_wrong_sign():
     [A.HorizontalFlip(p=1.0), A.VerticalFlip(p=1.0), A.RandomRotate90(p=1.0), A.Transpose(p=1.0)],
     ids=lambda t: type(t).__name__,
 )
-def test_albumentations_targets_follow_the_augmented_mask(geometry):
+def test_albumentations_maps_follow_the_augmented_mask(geometry):
     inst, types = toy()
     image = np.zeros((*inst.shape, 3), np.uint8)
     pipeline = A.Compose(
-        [geometry, AlbumentationsTargets(num_types=3)], additional_targets={"types": "mask"}, seed=0
+        [geometry, AlbumentationsHoVerNetMaps(num_types=3)], additional_targets={"types": "mask"}, seed=0
     )
     out = pipeline(image=image, mask=inst, types=types)
     assert out["hv"].shape == (*out["mask"].shape, 2) and out["hv"].dtype == np.float32
     assert np.array_equal(np.moveaxis(out["hv"], -1, 0), compute_hv_maps(out["mask"]))
     assert np.array_equal(np.moveaxis(out["type_one_hot"], -1, 0), type_one_hot(out["types"], 3))
     assert not np.array_equal(out["mask"], inst)  # the geometry happened ...
-    assert not np.array_equal(out["hv"], np.moveaxis(compute_hv_maps(inst), 0, -1))  # ... and targets moved
+    assert not np.array_equal(out["hv"], np.moveaxis(compute_hv_maps(inst), 0, -1))  # ... and the maps moved
 
 
-def test_albumentations_targets_keep_existing_targets_and_serialise():
+def test_albumentations_maps_keep_existing_targets_and_serialise():
     inst, _ = toy()
     image = np.random.default_rng(0).integers(0, 255, (*inst.shape, 3), dtype=np.uint8)
-    out = A.Compose([AlbumentationsTargets(hv_key="hover")], strict=True)(image=image, mask=inst)
+    out = A.Compose([AlbumentationsHoVerNetMaps(hv_key="hover")], strict=True)(image=image, mask=inst)
     assert np.array_equal(out["image"], image) and np.array_equal(out["mask"], inst)
     assert set(out) == {"image", "mask", "hover"}
-    described = A.to_dict(A.Compose([AlbumentationsTargets(num_types=4, convention="hovernet")]))
+    described = A.to_dict(A.Compose([AlbumentationsHoVerNetMaps(num_types=4, convention="hovernet")]))
     params = described["transform"]["transforms"][0]
     assert params["num_types"] == 4 and params["convention"] == "hovernet"
 
@@ -110,7 +110,7 @@ def test_hvmapsd_keys_prefix_and_missing_keys():
 def test_random_geometry_in_a_pipeline_with_float_masks():
     # MONAI spatial transforms may return float label maps; whole values are accepted
     inst, types = toy()
-    pipeline = Compose([RandRotate90d(["inst", "label"], prob=1.0), SegmentationTargetsd(num_types=3)])
+    pipeline = Compose([RandRotate90d(["inst", "label"], prob=1.0), HoVerNetMapsd(num_types=3)])
     pipeline.set_random_state(3)
     out = pipeline({"inst": inst[None].astype(np.float32), "label": types[None].astype(np.float32)})
     moved = np.asarray(out["inst"])[0].astype(np.int32)
@@ -123,13 +123,13 @@ def test_random_geometry_in_a_pipeline_with_float_masks():
         (lambda i: HVMaps()(i[None] + 0.5), ValueError, "mode='nearest'"),
         (lambda i: HVMaps()(np.stack([i, i])), ValueError, r"single-channel mask \(1, H, W\)"),
         (lambda i: HVMaps(convention="pannuke"), ValueError, "`convention`"),
-        (lambda i: SegmentationTargetsd(num_types=0), ValueError, "`num_types`"),
+        (lambda i: HoVerNetMapsd(num_types=0), ValueError, "`num_types`"),
         (
-            lambda i: SegmentationTargetsd(num_types=2)({"inst": i[None], "label": 3 * (i[None] > 0)}),
+            lambda i: HoVerNetMapsd(num_types=2)({"inst": i[None], "label": 3 * (i[None] > 0)}),
             ValueError,
             "`num_types` is 2",
         ),
-        (lambda i: AlbumentationsTargets()(mask=i[..., None].repeat(2, -1)), ValueError, r"\(H, W, 1\)"),
+        (lambda i: AlbumentationsHoVerNetMaps()(mask=i[..., None].repeat(2, -1)), ValueError, r"\(H, W, 1\)"),
     ],
 )
 def test_invalid_inputs(call, error, match):
