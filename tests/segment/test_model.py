@@ -60,3 +60,19 @@ def test_loading_a_folder_without_a_model_says_what_it_needs(tmp_path):
 def test_bad_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SegmenterConfig(**kwargs)
+
+
+def test_nhwc_default_gives_the_nchw_outputs_and_survives_save_load(tiny_model, tmp_path):
+    conv = next(m for m in tiny_model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    nchw = NucleiSegmenter(tiny_model.config, channels_last=False).eval()
+    nchw.load_state_dict(tiny_model.state_dict())
+    assert next(m for m in nchw.modules() if isinstance(m, torch.nn.Conv2d)).weight.is_contiguous()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fast, plain = tiny_model.eval()(images), nchw(images)
+    for key in plain:  # the layout changes the arithmetic order only
+        torch.testing.assert_close(fast[key], plain[key], rtol=1e-4, atol=1e-4)
+    loaded = load_segmenter(tiny_model.save_pretrained(tmp_path / "m"))
+    conv = next(m for m in loaded.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
