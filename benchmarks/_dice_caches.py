@@ -5,8 +5,11 @@ store written with other settings):
 
   targeted100    masks from every training tile, epithelial share raised to ``share`` (rare arm)
   untargeted10   masks from the tiles the 10 % scarcity cut keeps, as they are
-  targeted10     the same kept tiles, epithelial share raised (targeting copies kept tiles'
-                 epithelial nuclei into free space or removes others; no other tile is seen)
+  targeted10     the same kept tiles, epithelial share raised (no other tile is seen)
+
+How the share is raised (``--targeting``, ``TargetingPolicy.with_strategy``): ``"select"`` (default)
+keeps the closest of 16 real crops unedited, ``"edit"`` copies and removes nuclei until the share is
+met; ``synthaug.sampling.targeting`` says what each costs.
 
 Every mask source is built with ``split=`` so a test mask cannot leak into a training cache.
 """
@@ -45,6 +48,7 @@ def sample_caches(
     num_samples: int,
     share: float,
     steps: int,
+    targeting: str = "select",
     device: str = "cpu",
 ) -> dict[str, str]:
     """Sample (or finish) the caches ``names`` under ``work/caches``; returns every ``{name: url}``."""
@@ -64,7 +68,8 @@ def sample_caches(
         pipeline = pipeline or load_pipeline(model, device=device)
         source = RealMaskSource(split.train, size=(tile, tile), seed=0, split=split)
         if spec.targeted:
-            source = TargetedMaskSource(source, TargetingPolicy(RARE, share), seed=0)  # split's vocabulary
+            policy = TargetingPolicy.with_strategy(RARE, share, targeting)  # the split's vocabulary
+            source = TargetedMaskSource(source, policy, seed=0)
         print(f"cache {spec.name}: {num_samples} pairs of {tile}px from {len(split.train)} training patches")
         generate_to_cache(
             pipeline,

@@ -111,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--prob-scarce", type=float, default=0.5, help="synthetic draw probability, 10 %% arms"
     )
     parser.add_argument("--share", type=float, default=0.5, help="epithelial share of targeted masks")
+    parser.add_argument(
+        "--targeting",
+        choices=("select", "edit"),
+        default="select",
+        help="select: the closest of 16 real crops, unedited; edit: then copy/remove nuclei to the share",
+    )
     parser.add_argument("--minutes", type=float, default=None, help="start no new run after this long")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of the arms")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -185,6 +191,7 @@ def prepare_caches(args, splits) -> tuple[dict[str, str], str]:
             num_samples=args.budget.num_synthetic,
             share=args.share,
             steps=args.budget.sampler_steps,
+            targeting=args.targeting,
             device=args.device,
         )
         return urls, f"sampled from the {args.model!r} MSDM, training masks only"
@@ -365,10 +372,11 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
             "prob_full": args.prob_full,
             "prob_scarce": args.prob_scarce,
             "target_share": args.share,
+            "targeting": args.targeting,
             "rare_type": RARE,
             "threads": torch.get_num_threads(),
-            "segmenter": "SMP U-Net, ImageNet EfficientNet-Lite0 encoder (random in *-random-init), "
-            "NP/HV/TP heads, HoVerNetLoss",
+            "segmenter": "ImageNet EfficientNet-Lite0 encoder (random in *-random-init), two SMP U-Net "
+            "decoders (HV; NP+TP), NP/HV/TP heads, HoVerNetLoss",
             "instances": "MONAI HoVerNetInstanceMapPostProcessing (watershed on HV gradients)",
             "F1 pairing radius px": 12,
         },

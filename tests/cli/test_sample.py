@@ -49,7 +49,7 @@ def test_sample_command_fills_a_targeted_store(tiny_model, tmp_path, capsys):
     assert "3 samples committed" in capsys.readouterr().out
     cache = SyntheticCache.open(out)
     meta = cache.read(2)["meta"]
-    assert meta["target"] == {"type": "epithelial", "share": 0.6, "by": "instances"}
+    assert meta["target"] == {"type": "epithelial", "share": 0.6, "by": "instances", "edit": True}
     assert meta["scheduler"] == "UniPCMultistepScheduler" and meta["text"] == "tissue: colon."
     assert meta["source_meta"]["target_type"] == "epithelial"
     assert cache.type_instance_counts().shape == (3, tiny_model.condition_channels.num_types + 1)
@@ -62,6 +62,9 @@ def test_sample_command_fills_a_targeted_store(tiny_model, tmp_path, capsys):
     # a resume with another seed would mix two runs in one store: refused, naming the setting
     assert main([*argv, "--resume", "--seed", "5", "--num-samples", "4"]) == 2
     assert "seed (store: 0, now: 5)" in capsys.readouterr().err
+    # ... and so would masks chosen unedited after masks built by edits
+    assert main([*argv, "--resume", "--targeting", "select", "--num-samples", "4"]) == 2
+    assert "target" in capsys.readouterr().err
     assert len(SyntheticCache.open(out)) == 3
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -220,3 +221,25 @@ def test_prompts_vs_labels_scoring_writes_the_summary_keys_and_figures(tmp_path)
     assert result["distinct prompts"] == {"label-only": 2, "morphology": 6}
     for name in result["figures"]:
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_error_budget_swaps_in_true_maps_and_their_ceiling_is_near_perfect():
+    # The error budget only means something if "true NP + true HV" is the post-processing's ceiling:
+    # on separated toy nuclei it must recover them whatever the (untrained) network predicts.
+    from synthaug.data.toy import make_toy_samples
+    from synthaug.segment import NucleiSegmenter, SegmenterConfig
+
+    budget = _load("segmenter_error_budget")
+    torch.manual_seed(0)
+    model = NucleiSegmenter(SegmenterConfig({}, pretrained=False)).eval()
+    samples = make_toy_samples(2, 96, 96, seed=0, density=0.1)
+    table, fates = budget.error_budget(model, samples, (0.4, 0.6), progress=False)
+    assert set(table) == set(budget.SWAPS) and set(table["true NP + true HV"]) == {"0.4", "0.6"}
+    ceiling = table["true NP + true HV"]["0.4"]
+    assert ceiling["PQ"] > 0.9 and ceiling["PQ"] == pytest.approx(ceiling["DQ"] * ceiling["SQ"], abs=0.05)
+    assert ceiling["SQ"] > 0.99  # the true foreground is kept pixel for pixel
+    untrained = table["predicted NP + predicted HV"]["0.4"]["PQ"]
+    assert untrained < 0.2 < table["true NP + predicted HV"]["0.4"]["PQ"]  # a true foreground helps
+    # every true nucleus has one fate
+    true_count = sum(len(np.unique(s.inst)) - 1 for s in samples)
+    assert sum(sum(c.values()) for c in fates.values()) == true_count

@@ -207,6 +207,6 @@ def test_the_targeting_request_is_recorded_from_the_mask_source_itself(pipeline,
     # "columnar" is an alias: the record names the class the source really enriched, by its name.
     targeted = TargetedMaskSource(masks, TargetingPolicy("columnar", 0.5, tolerance=0.2), seed=0)
     cache = _generate(pipeline, targeted, f"memory://targeted-{uuid.uuid4().hex}", num_samples=2)
-    expected = {"type": "epithelial", "share": 0.5, "by": "instances"}
+    expected = {"type": "epithelial", "share": 0.5, "by": "instances", "edit": True}
     assert cache.attrs["run"]["target"] == expected
     assert all(cache.read(i)["meta"]["target"] == expected for i in range(2))

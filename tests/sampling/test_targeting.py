@@ -55,6 +55,19 @@ def test_choosing_prefers_an_unedited_mask_within_tolerance():
     assert any(np.array_equal(record.inst, source[j].inst) for j in range(8))
 
 
+def test_without_building_the_closest_draw_is_kept_unedited():
+    # build=False is selection only: every nucleus keeps its real neighbours, even when the share
+    # cannot be reached (no toy tile is 95 % epithelial).
+    source = LayoutMaskSource(96, 96, seed=3, density=0.25)
+    policy = TargetingPolicy("epithelial", 0.95, build=False, max_draws=6, vocabulary=CONSEP_TYPES)
+    for index in range(3):
+        record, achieved = policy.choose(source, index)
+        drawn = [source[index * 6 + j] for j in range(6)]
+        assert record.meta["target_edited"] == "false"
+        assert achieved == max(policy.measure(d) for d in drawn) < 0.95 - policy.tolerance
+        assert any(np.array_equal(record.inst, d.inst) for d in drawn)
+
+
 def test_building_keeps_density_roughly():
     source = LayoutMaskSource(96, 96, seed=2, density=0.25)
     policy = TargetingPolicy("inflammatory", 0.7, max_draws=2)
@@ -151,3 +164,15 @@ def test_pannuke_epithelial_is_targeted_by_name_as_its_own_id(tmp_path):
 
     assert share(records) > share(samples) + 0.2
     TargetingPolicy(5, 0.5)  # an id beyond CoNSeP's four is a valid type
+
+
+def test_strategies_select_without_edits_or_edit_to_the_share():
+    source = LayoutMaskSource(96, 96, seed=4, density=0.25)
+    select = TargetingPolicy.with_strategy("epithelial", 0.6, "select", vocabulary=CONSEP_TYPES)
+    edit = TargetingPolicy.with_strategy("epithelial", 0.6, "edit", vocabulary=CONSEP_TYPES)
+    assert (select.build, select.max_draws, edit.build) == (False, 16, True)
+    assert select.describe()["edit"] is False and edit.describe()["edit"] is True
+    chosen = [select.choose(source, i)[0] for i in range(3)]
+    assert all(r.meta["target_edited"] == "false" for r in chosen)
+    with pytest.raises(ValueError, match="strategy"):
+        TargetingPolicy.with_strategy("epithelial", 0.6, "rebuild")

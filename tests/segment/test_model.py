@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -76,3 +78,27 @@ def test_nhwc_default_gives_the_nchw_outputs_and_survives_save_load(tiny_model, 
     loaded = load_segmenter(tiny_model.save_pretrained(tmp_path / "m"))
     conv = next(m for m in loaded.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_hv_has_its_own_decoder_and_older_folders_load_with_a_shared_one(tmp_path):
+    torch.manual_seed(0)
+    model = NucleiSegmenter(SegmenterConfig(NAMES, pretrained=False)).eval()
+    images = torch.rand(1, 3, 64, 64)
+    before = model(images)
+    with torch.no_grad():  # HoVer-Net's layout: the HV decoder feeds HV only, the other feeds NP and TP
+        for p in model.hv_decoder.parameters():
+            p.add_(0.1)
+    after = model(images)
+    torch.testing.assert_close(after[NP], before[NP])
+    torch.testing.assert_close(after[TP], before[TP])
+    assert not torch.allclose(after[HV], before[HV])
+    # a folder written before the option (no key in config.json) is a one-decoder model
+    shared = NucleiSegmenter(SegmenterConfig(NAMES, pretrained=False, separate_hv_decoder=False)).eval()
+    assert shared.hv_decoder is None
+    folder = shared.save_pretrained(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["separate_hv_decoder"]
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = load_segmenter(folder)
+    assert loaded.config.separate_hv_decoder is False
+    torch.testing.assert_close(loaded(images)[HV], shared(images)[HV])
