@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synthaug.sampling.targeting import TARGETING_STRATEGIES
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     REPO,
@@ -113,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", type=float, default=0.5, help="epithelial share of targeted masks")
     parser.add_argument(
         "--targeting",
-        choices=("select", "edit"),
+        choices=sorted(TARGETING_STRATEGIES),
         default="select",
         help="select: the closest of 16 real crops, unedited; edit: then copy/remove nuclei to the share",
     )
