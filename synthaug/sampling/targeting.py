@@ -113,7 +113,7 @@ class TargetingPolicy:
             return self.vocabulary.name(self._target())
         return str(self.type)
 
-    def describe(self) -> dict[str, float | str]:
+    def describe(self) -> dict[str, float | str | bool]:
         """The request as JSON (``{"type": name, "share", "by", "edit"}``), as caches record it.
 
         ``edit`` says whether masks may be built (copies and removals) or only chosen: a store is
