@@ -69,27 +69,27 @@ def error_budget(
 
     scores = {swap: {t: [] for t in thresholds} for swap in SWAPS}
     fates: dict[int, dict[str, int]] = {}
+    own = model.config.marker_threshold
     for sample in tqdm(samples, desc="error budget", disable=not progress):
         predicted = network_outputs(model, sample.image)
-        found = postprocess(predicted, marker_threshold=model.config.marker_threshold)
+        truth_np, truth_hv = true_maps(sample.inst)
+        found = None  # the segmenter as it is, at its own threshold (reused from the sweep when there)
+        for swap, (use_true_np, use_true_hv) in SWAPS.items():
+            maps = dict(predicted)  # TP travels along, so the unswapped prediction carries its types
+            maps[NP] = truth_np if use_true_np else predicted[NP]
+            maps[HV] = truth_hv if use_true_hv else predicted[HV]
+            for t in thresholds:
+                result = postprocess(maps, marker_threshold=t)
+                scores[swap][t].append(panoptic_quality(sample.inst, result.inst))
+                if not (use_true_np or use_true_hv) and t == own:
+                    found = result
+        found = found or postprocess(predicted, marker_threshold=own)
         _, true_types = instance_type_votes(sample.inst, sample.types)
         pred_types = np.array([found.inst_types[i] for i in range(1, len(found.centroids) + 1)], np.int64)
         pairs, missed, _ = pair_centroids(centroids_of(sample.inst), found.centroids, radius=12.0)
-        for t, p in pairs:
-            fate = "right type" if pred_types[p] == true_types[t] else "other type"
+        outcomes = [(t, "right type" if pred_types[p] == true_types[t] else "other type") for t, p in pairs]
+        for t, fate in outcomes + [(t, "missed") for t in missed]:
             fates.setdefault(int(true_types[t]), dict.fromkeys(FATES, 0))[fate] += 1
-        for t in missed:
-            fates.setdefault(int(true_types[t]), dict.fromkeys(FATES, 0))["missed"] += 1
-        truth_np, truth_hv = true_maps(sample.inst)
-        for swap, (use_true_np, use_true_hv) in SWAPS.items():
-            maps = {
-                NP: truth_np if use_true_np else predicted[NP],
-                HV: truth_hv if use_true_hv else predicted[HV],
-            }
-            for t in thresholds:
-                scores[swap][t].append(
-                    panoptic_quality(sample.inst, postprocess(maps, marker_threshold=t).inst)
-                )
     table = {
         swap: {
             str(t): {k: float(np.mean([getattr(r, k.lower()) for r in rows])) for k in ("PQ", "DQ", "SQ")}
