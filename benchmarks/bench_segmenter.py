@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                 step_times[label].append(time.perf_counter() - start)
     predict_seconds = {}
     for label, model in models.items():
-        network_outputs(model, tile[:256, :256])  # warm-up
+        # one forward pass per window (no test-time flips): the memory format is what is compared
+        network_outputs(model, tile[:256, :256], tta=False)  # warm-up
         start = time.perf_counter()
-        network_outputs(model, tile)
+        network_outputs(model, tile, tta=False)
         predict_seconds[label] = time.perf_counter() - start
 
     base = statistics.median(step_times["NCHW (contiguous)"])

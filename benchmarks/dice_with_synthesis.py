@@ -14,14 +14,16 @@ train the real-only arms from a random encoder, to measure what the ImageNet enc
 Synthetic pairs come from the shipped ``consep`` MSDM (``--model``), sampled once into three zarr
 caches under ``--work-dir`` (``_dice_caches.py``) from training masks only; ``SyntheticAugment``
 swaps a draw for a cached pair with probability ``--prob-full`` / ``--prob-scarce`` (targeted arms
-draw pairs in proportion to their epithelial nuclei). Every (arm, seed) run writes its result when
-it finishes, so the benchmark runs across sessions: call it again and it continues; ``--minutes``
-stops starting new runs after that budget. The report is rebuilt from every finished run in
-``--work-dir`` each time (whatever ``--arms`` names), and caches are sampled only for arms that still
-have runs to do.
+draw pairs in proportion to their epithelial nuclei). With ``--real-types-only`` synthetic draws
+train the NP and HV branches but not the type head (the MSDM paints shape and colour, not type).
+Every (arm, seed) run writes its result when it finishes, so the benchmark runs across sessions:
+call it again and it continues; ``--minutes`` stops starting new runs after that budget. The report
+is rebuilt from every finished run in ``--work-dir`` each time (whatever ``--arms`` names), and
+caches are sampled only for arms that still have runs to do.
 
-Scoring on all CoNSeP test patches (``synthaug.segment.evaluate_segmenter``): Dice, AJI, PQ (per
-image), mPQ (CoNIC), detection and per-type F1 (HoVer-Net's centroid pairing, 12 px). Outputs in
+Scoring on all CoNSeP test patches (``synthaug.segment.evaluate_segmenter``, with its default
+test-time flips): Dice, AJI, PQ (per image), mPQ (CoNIC), detection and per-type F1 (HoVer-Net's
+centroid pairing, 12 px). Outputs in
 ``--out``: ``results.json`` (every run, paired differences to the real-only twin), ``summary.json``
 (``{arm: {metric: {mean, std, n}}}``), ``scores.png`` (per-type F1 and PQ per arm, seed spread) and
 ``predictions.png`` (a test patch, its truth and each arm's prediction).
@@ -118,6 +120,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=sorted(TARGETING_STRATEGIES),
         default="select",
         help="select: the closest of 16 real crops, unedited; edit: then copy/remove nuclei to the share",
+    )
+    parser.add_argument(
+        "--real-types-only",
+        action="store_true",
+        help="synthetic draws train NP and HV, not the type head (SegmenterTrainingConfig.synthetic_types)",
     )
     parser.add_argument("--minutes", type=float, default=None, help="start no new run after this long")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of the arms")
@@ -241,6 +248,7 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         batch_size=b.batch_size,
         crop=b.crop,
         seed=seed,
+        synthetic_types=not args.real_types_only,
         model=SegmenterConfig(names, pretrained=not arm.endswith("-random-init")),
     )
     started = time.time()
@@ -375,10 +383,12 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
             "prob_scarce": args.prob_scarce,
             "target_share": args.share,
             "targeting": args.targeting,
+            "synthetic_types": not args.real_types_only,
+            "test_time_flips": True,
             "rare_type": RARE,
             "threads": torch.get_num_threads(),
-            "segmenter": "ImageNet EfficientNet-Lite0 encoder (random in *-random-init), two SMP U-Net "
-            "decoders (HV; NP+TP), NP/HV/TP heads, HoVerNetLoss",
+            "segmenter": "ImageNet EfficientNet-Lite0 encoder (random in *-random-init), an SMP U-Net "
+            "decoder per branch (NP, HV, TP), HoVerNetLoss",
             "instances": "MONAI HoVerNetInstanceMapPostProcessing (watershed on HV gradients)",
             "F1 pairing radius px": 12,
         },

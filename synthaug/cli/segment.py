@@ -45,6 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="draw synthetic pairs in proportion to their nuclei of this type (name or id)",
     )
+    train.add_argument(
+        "--real-types-only",
+        action="store_true",
+        help="synthetic draws train nuclei and HV maps but not the type head (their types are mask labels)",
+    )
     train.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps (default 2000)")
     train.add_argument("--batch-size", type=positive_int, default=8, help="crops per step (default 8)")
     train.add_argument(
@@ -107,6 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        synthetic_types=not args.real_types_only,
         model=SegmenterConfig(names, encoder=args.encoder, pretrained=not args.no_pretrained),
     )
     synthetic = _synthetic(args, reader, names) if args.cache else None

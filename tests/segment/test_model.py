@@ -80,25 +80,48 @@ def test_nhwc_default_gives_the_nchw_outputs_and_survives_save_load(tiny_model, 
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_hv_has_its_own_decoder_and_older_folders_load_with_a_shared_one(tmp_path):
+@pytest.mark.parametrize(
+    ("decoders", "feeds"),
+    [(3, {"hv_decoder": {HV}, "tp_decoder": {TP}}), (2, {"hv_decoder": {HV}}), (1, {})],
+)
+def test_each_branch_reads_its_own_decoder(decoders, feeds):
     torch.manual_seed(0)
-    model = NucleiSegmenter(SegmenterConfig(NAMES, pretrained=False)).eval()
+    model = NucleiSegmenter(SegmenterConfig(NAMES, pretrained=False, decoders=decoders)).eval()
     images = torch.rand(1, 3, 64, 64)
     before = model(images)
-    with torch.no_grad():  # HoVer-Net's layout: the HV decoder feeds HV only, the other feeds NP and TP
-        for p in model.hv_decoder.parameters():
-            p.add_(0.1)
-    after = model(images)
-    torch.testing.assert_close(after[NP], before[NP])
-    torch.testing.assert_close(after[TP], before[TP])
-    assert not torch.allclose(after[HV], before[HV])
-    # a folder written before the option (no key in config.json) is a one-decoder model
-    shared = NucleiSegmenter(SegmenterConfig(NAMES, pretrained=False, separate_hv_decoder=False)).eval()
-    assert shared.hv_decoder is None
-    folder = shared.save_pretrained(tmp_path / "old")
-    config = json.loads((folder / "config.json").read_text())
-    del config["separate_hv_decoder"]
-    (folder / "config.json").write_text(json.dumps(config))
-    loaded = load_segmenter(folder)
-    assert loaded.config.separate_hv_decoder is False
-    torch.testing.assert_close(loaded(images)[HV], shared(images)[HV])
+    # HoVer-Net's layout: a branch's own decoder feeds that branch only; the first feeds the rest
+    for name in ("decoder", "hv_decoder", "tp_decoder"):
+        decoder = getattr(model, name)
+        assert (decoder is not None) == (name == "decoder" or name in feeds)
+        if decoder is None:
+            continue
+        with torch.no_grad():
+            for p in decoder.parameters():
+                p.add_(0.1)
+        after = model(images)
+        fed = feeds.get(name, {NP, HV, TP} - set().union(*feeds.values()))
+        for branch in (NP, HV, TP):
+            assert torch.allclose(after[branch], before[branch]) == (branch not in fed), (name, branch)
+        before = after
+
+
+def test_folders_saved_before_the_decoders_option_load_as_they_were(tmp_path):
+    torch.manual_seed(0)
+    images = torch.rand(1, 3, 64, 64)
+    for old_key, decoders in (
+        ({}, 1),
+        ({"separate_hv_decoder": False}, 1),
+        ({"separate_hv_decoder": True}, 2),
+    ):
+        model = NucleiSegmenter(SegmenterConfig(NAMES, pretrained=False, decoders=decoders)).eval()
+        folder = model.save_pretrained(tmp_path / f"old{len(old_key)}{decoders}")
+        config = json.loads((folder / "config.json").read_text())
+        del config["decoders"]
+        (folder / "config.json").write_text(json.dumps(config | old_key))
+        loaded = load_segmenter(folder)
+        assert loaded.config.decoders == decoders
+        torch.testing.assert_close(loaded(images)[HV], model(images)[HV])
+    with pytest.raises(ValueError, match="decoders"):
+        SegmenterConfig(NAMES, decoders=4)
+    # without types there is no TP branch: three decoders build two
+    assert NucleiSegmenter(SegmenterConfig({}, pretrained=False)).tp_decoder is None

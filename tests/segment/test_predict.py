@@ -10,7 +10,7 @@ from synthaug.conditions import compute_hv_maps, instance_type_votes
 from synthaug.metrics import panoptic_quality
 from synthaug.segment import centroids_of, predict_nuclei, score_predictions
 from synthaug.segment.model import HV, NP, TP
-from synthaug.segment.predict import postprocess
+from synthaug.segment.predict import FlipAveraged, network_outputs, postprocess
 
 from .conftest import NAMES, toy_sample
 
@@ -85,3 +85,52 @@ def test_bad_prediction_input_is_named(tiny_model, kwargs, error, message):
     args = {"image": np.zeros((64, 64, 3), np.uint8), **kwargs}
     with pytest.raises(error, match=message):
         predict_nuclei(tiny_model, **args)
+
+
+class _OracleNet(torch.nn.Module):
+    """A 'network' that reads the instance ids painted in its red channel and returns perfect maps."""
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = []
+        for image in images:
+            inst = np.rint(image[0].numpy() * 255).astype(np.int32)
+            types = np.rint(image[1].numpy() * 255).astype(np.int32)
+            outputs.append(perfect_outputs(type("S", (), {"inst": inst, "types": types})()))
+        return {k: torch.stack([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def test_flip_averaging_of_perfect_maps_gives_them_back():
+    # The oracle's HV maps follow compute_hv_maps' convention: wrong signs would cancel in the mean.
+    sample = toy_sample(3, size=64)
+    image = np.stack([sample.inst, sample.types, np.zeros_like(sample.inst)]).astype(np.float32) / 255
+    batch = torch.from_numpy(image)[None]
+    plain, averaged = _OracleNet()(batch), FlipAveraged(_OracleNet())(batch)
+    assert np.abs(plain[HV].numpy()).max() == 1.0
+    for name in (NP, HV, TP):
+        torch.testing.assert_close(averaged[name], plain[name], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dims", [(-1,), (-2,), (-2, -1)])
+def test_flip_averaged_outputs_follow_a_flip_of_the_input(tiny_model, dims):
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    averaged = FlipAveraged(tiny_model)
+    with torch.no_grad():
+        direct, flipped = averaged(images), averaged(images.flip(dims))
+    for name, value in direct.items():
+        expected = value.flip(dims)
+        if name == HV:  # a left-right flip negates the horizontal offset, an up-down one the vertical
+            expected = expected * torch.tensor(
+                [-1.0 if -1 in dims else 1.0, -1.0 if -2 in dims else 1.0]
+            ).view(1, 2, 1, 1)
+        torch.testing.assert_close(flipped[name], expected, atol=1e-4, rtol=1e-4)
+    # and it is not the single pass: a random network is far from flip-equivariant on its own
+    with torch.no_grad():
+        assert not torch.allclose(tiny_model(images)[NP], direct[NP], atol=1e-3)
+
+
+def test_tta_off_is_one_forward_pass(tiny_model):
+    image = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    single = network_outputs(tiny_model, image, roi_size=64, tta=False)
+    with torch.no_grad():
+        direct = tiny_model(torch.from_numpy(np.moveaxis(image, -1, 0)[None].astype(np.float32) / 255))
+    torch.testing.assert_close(single[NP], direct[NP][0], atol=1e-5, rtol=1e-5)

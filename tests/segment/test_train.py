@@ -12,7 +12,7 @@ from synthaug.augment import HVMaps
 from synthaug.data.record import Sample
 from synthaug.segment import SegmenterConfig, SegmenterTrainingConfig, load_segmenter, train_segmenter
 from synthaug.segment.model import HV, NP, TP
-from synthaug.segment.train import collate_batch, training_transform
+from synthaug.segment.train import collate_batch, hovernet_loss, training_transform
 
 from .conftest import NAMES
 
@@ -108,6 +108,57 @@ def test_synthetic_draws_are_counted_per_draw(samples):
     config = SegmenterTrainingConfig(steps=2, batch_size=3, crop=64, checkpoint_every=0, model=TINY)
     history = train_segmenter(samples, config, synthetic=AllSynthetic(), progress=False)[1]
     assert history.draws == 6 and history.synthetic_fraction == 1.0
+
+
+def _loss_inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    preds = {
+        NP: torch.randn(3, 2, 16, 16, generator=g, requires_grad=True),
+        HV: torch.randn(3, 2, 16, 16, generator=g, requires_grad=True),
+        TP: torch.randn(3, 5, 16, 16, generator=g, requires_grad=True),
+    }
+    fg = torch.rand(3, 16, 16, generator=g) > 0.6
+    types = torch.where(fg, torch.randint(1, 5, (3, 16, 16), generator=g), 0)
+    truth = {
+        NP: torch.nn.functional.one_hot(fg.long(), 2).permute(0, 3, 1, 2).float(),
+        HV: torch.rand(3, 2, 16, 16, generator=g) * 2 - 1,
+        TP: torch.nn.functional.one_hot(types, 5).permute(0, 3, 1, 2).float(),
+    }
+    return preds, truth
+
+
+def test_types_can_be_learnt_from_real_draws_only():
+    from monai.apps.pathology.losses import HoVerNetLoss
+
+    loss_fn = HoVerNetLoss()
+    preds, truth = _loss_inputs()
+    # every draw typed: exactly MONAI's loss
+    everyone = torch.ones(3, dtype=torch.bool)
+    torch.testing.assert_close(
+        hovernet_loss(loss_fn, preds, truth, typed_rows=everyone), loss_fn(preds, truth)
+    )
+    # draw 1 synthetic: its TP logits get no gradient, its NP and HV logits still do
+    hovernet_loss(loss_fn, preds, truth, typed_rows=torch.tensor([True, False, True])).backward()
+    assert preds[TP].grad[1].abs().max() == 0 and preds[TP].grad[0].abs().max() > 0
+    assert preds[NP].grad[1].abs().max() > 0 and preds[HV].grad[1].abs().max() > 0
+    # no real draw in the batch: no type terms at all
+    no_types = hovernet_loss(loss_fn, preds, truth, typed_rows=torch.zeros(3, dtype=torch.bool))
+    without_tp = loss_fn({k: preds[k] for k in (NP, HV)}, {k: truth[k] for k in (NP, HV)})
+    torch.testing.assert_close(no_types, without_tp)
+
+
+def test_real_types_only_training_runs_with_all_synthetic_batches(samples):
+    class AllSynthetic:
+        def __call__(self, d):
+            return {**d, "is_synthetic": True}
+
+    config = SegmenterTrainingConfig(
+        steps=2, batch_size=2, crop=64, checkpoint_every=0, synthetic_types=False, model=TINY
+    )
+    history = train_segmenter(samples, config, synthetic=AllSynthetic(), progress=False)[1]
+    assert history.synthetic_fraction == 1.0 and all(np.isfinite(history.losses))
+    with pytest.raises(TypeError, match="`synthetic_types` must be a bool"):
+        SegmenterTrainingConfig(synthetic_types="no", model=TINY)
 
 
 @pytest.mark.parametrize(
