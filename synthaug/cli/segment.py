@@ -74,6 +74,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", default=None, help="JSON file to write (default: MODEL/evaluation_SPLIT.json)"
     )
     evaluate.add_argument("--device", default=None)
+    evaluate.add_argument(
+        "--no-tta", action="store_true", help="one forward pass per window (default: averaged over 4 flips)"
+    )
     evaluate.set_defaults(run=run_evaluate)
 
     predict = actions.add_parser("predict", help="segment one image of any size; writes instance/type maps")
@@ -83,6 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", required=True, help="new folder: inst.png (uint16), types.png, overlay.png, nuclei.json"
     )
     predict.add_argument("--device", default=None)
+    predict.add_argument(
+        "--no-tta", action="store_true", help="one forward pass per window (default: averaged over 4 flips)"
+    )
     predict.set_defaults(run=run_predict)
 
 
@@ -168,7 +174,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     if not reader.has_types:
         names = {}  # the dataset says its masks carry no types: type-free metrics only
-    table, _ = evaluate_segmenter(model, samples, type_names=names)
+    table, _ = evaluate_segmenter(model, samples, type_names=names, tta=not args.no_tta)
     out = Path(args.out) if args.out else Path(args.model) / f"evaluation_{args.split}.json"
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name the JSON file to write.")
@@ -177,6 +183,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "split": args.split,
         "num_samples": len(samples),
+        "test_time_flips": not args.no_tta,
         "metrics": table,
     }
     out.write_text(json.dumps(record, indent=2))
@@ -199,7 +206,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise FileExistsError(f"--out {out} is not empty; choose a new folder (nothing is overwritten).")
     model = load_segmenter(args.model, device=default_device(args.device))
     image = read_rgb(Path(args.image))
-    prediction = predict_nuclei(model, image)
+    prediction = predict_nuclei(model, image, tta=not args.no_tta)
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(prediction.inst.astype(np.uint16)).save(out / "inst.png")
     Image.fromarray(prediction.types.astype(np.uint8)).save(out / "types.png")

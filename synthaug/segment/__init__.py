@@ -1,11 +1,13 @@
 """synthaug.segment: a HoVer-Net-style nuclei segmenter to measure what synthetic pairs are worth.
 
-- :class:`NucleiSegmenter` / :class:`SegmenterConfig`: an SMP U-Net (ImageNet EfficientNet-Lite0
-  encoder) with HoVer-Net's NP, HV and TP heads; ``save_pretrained`` / ``load_segmenter``.
+- :class:`NucleiSegmenter` / :class:`SegmenterConfig`: an ImageNet EfficientNet-Lite0 encoder and an
+  SMP U-Net decoder per HoVer-Net branch (NP, HV, TP); ``save_pretrained`` / ``load_segmenter``.
 - :func:`train_segmenter` / :class:`SegmenterTrainingConfig`: HV targets after geometry, MONAI's
-  ``HoVerNetLoss``, resumable checkpoints, a loss curve; ``synthetic=`` takes a ``SyntheticAugment``.
-- :func:`predict_nuclei`: sliding-window inference on a tile of any size, instances by MONAI's
-  HoVer-Net watershed post-processing, a type per instance.
+  ``HoVerNetLoss`` (:func:`hovernet_loss`: types from real draws only, if asked), resumable
+  checkpoints, a loss curve; ``synthetic=`` takes a ``SyntheticAugment``.
+- :func:`predict_nuclei`: sliding-window inference on a tile of any size, averaged over flips
+  (:class:`FlipAveraged`), instances by MONAI's HoVer-Net watershed post-processing, a type per
+  instance.
 - :func:`evaluate_segmenter` / :func:`score_predictions`: Dice, AJI, PQ, mPQ, detection and per-type F1.
 
 Imports ``augment`` (for ``HVMapsd``) but never ``model``/``sampling``' diffusion stack: training from a
@@ -28,8 +30,20 @@ from synthaug.segment.evaluate import (
     score_predictions,
 )
 from synthaug.segment.model import NucleiSegmenter, SegmenterConfig
-from synthaug.segment.predict import NucleiPrediction, centroids_of, predict_many, predict_nuclei
-from synthaug.segment.train import SegmenterTrainingConfig, TrainingHistory, loss_figure, train_segmenter
+from synthaug.segment.predict import (
+    FlipAveraged,
+    NucleiPrediction,
+    centroids_of,
+    predict_many,
+    predict_nuclei,
+)
+from synthaug.segment.train import (
+    SegmenterTrainingConfig,
+    TrainingHistory,
+    hovernet_loss,
+    loss_figure,
+    train_segmenter,
+)
 
 
 def load_segmenter(path: str | Path, *, device: str | torch.device = "cpu") -> NucleiSegmenter:
@@ -44,6 +58,7 @@ __all__ = [
     "MARKER_THRESHOLDS",
     "TYPE_FREE_METRICS",
     "calibrate_marker_threshold",
+    "FlipAveraged",
     "NucleiPrediction",
     "NucleiSegmenter",
     "SegmenterConfig",
@@ -53,6 +68,7 @@ __all__ = [
     "centroids_of",
     "evaluate_segmenter",
     "format_table",
+    "hovernet_loss",
     "load_segmenter",
     "loss_figure",
     "predict_many",

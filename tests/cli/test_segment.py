@@ -26,11 +26,15 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys):
     assert (run / "model" / "model.safetensors").is_file() and (run / "loss.png").is_file()
     assert main(["segment", "evaluate", "--model", str(run), "--data", str(tmp_path / "data")]) == 0
     record = json.loads((run / "evaluation_test.json").read_text())
-    assert record["split"] == "test" and record["num_samples"] == 1
+    assert record["split"] == "test" and record["num_samples"] == 1 and record["test_time_flips"]
     assert {"Dice", "AJI", "PQ", "mPQ", "F1_detection", "F1_tumour", "F1_lymphocyte"} <= set(
         record["metrics"]
     )
     assert "| run on test (1) |" in capsys.readouterr().out
+    one_pass = tmp_path / "one_pass.json"
+    argv = ["segment", "evaluate", "--model", str(run), "--data", str(tmp_path / "data"), "--no-tta"]
+    assert main([*argv, "--out", str(one_pass)]) == 0
+    assert json.loads(one_pass.read_text())["test_time_flips"] is False
     image = tmp_path / "tile.png"
     toys.write_png(image, np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8))
     assert (
@@ -46,7 +50,9 @@ def test_a_dataset_without_types_gets_type_free_metrics(tmp_path):
     toys.write_folder(tmp_path / "data", with_types=False)
     (tmp_path / "data" / "classes.json").unlink()
     run = tmp_path / "run"
-    assert main(["segment", "train", "--data", str(tmp_path / "data"), "--out", str(run), *FAST]) == 0
+    argv = ["segment", "train", "--data", str(tmp_path / "data"), "--out", str(run), "--real-types-only"]
+    assert main([*argv, *FAST]) == 0
+    assert json.loads((run / "training_history.json").read_text())["config"]["synthetic_types"] is False
     assert main(["segment", "evaluate", "--model", str(run), "--data", str(tmp_path / "data")]) == 0
     metrics = json.loads((run / "evaluation_test.json").read_text())["metrics"]
     assert set(metrics) == set(TYPE_FREE_METRICS)
