@@ -15,10 +15,12 @@ nuclei, TP: CE + Dice), the optimiser AdamW with a one-cycle schedule. A synthet
 pixels and HV maps are exact by construction, but its *types* are only the mask's labels: the MSDM
 paints a nucleus from its shape and the tile's colours, not from its type. With
 ``synthetic_types=False`` the TP terms see the real draws only (:func:`hovernet_loss`), so synthetic
-pairs teach where nuclei are and not what they are. Every ``checkpoint_every``
-steps the weights, optimiser and schedule are written as safetensors + JSON; a killed run called
-again with the same ``output_dir`` continues from there (the augmentation stream after a resume is
-re-seeded from ``seed`` and the step, so it is reproducible but not the uninterrupted one).
+pairs teach where nuclei are and not what they are (measured once on CoNSeP at 10 % of the tiles: it
+kept inflammatory F1, 0.40 against 0.27, and lost epithelial, 0.31 against 0.42; so off by default).
+Every ``checkpoint_every`` steps the weights, optimiser and schedule are written as safetensors +
+JSON; a killed run called again with the same ``output_dir`` continues from there (the augmentation
+stream after a resume is re-seeded from ``seed`` and the step, so it is reproducible but not the
+uninterrupted one).
 """
 
 from __future__ import annotations
@@ -246,7 +248,9 @@ def train_segmenter(
     return model, history
 
 
-def hovernet_loss(loss_fn, predictions: dict, truth: dict, *, typed_rows: torch.Tensor | None = None):
+def hovernet_loss(
+    loss_fn, predictions: dict, truth: dict, *, typed_rows: torch.Tensor | None = None
+) -> torch.Tensor:
     """``loss_fn`` (a MONAI ``HoVerNetLoss``), its TP terms restricted to the draws in ``typed_rows``.
 
     ``typed_rows`` is a bool per draw (``None``: every draw). NP and HV always see the whole batch;
