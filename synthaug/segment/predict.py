@@ -146,9 +146,8 @@ class FlipAveraged:
             for name, value in outputs.items():
                 value = value.flip(dims) if dims else value
                 if name == HV and negated:
-                    sign = torch.ones(value.shape[1], dtype=value.dtype, device=value.device)
-                    sign[list(negated)] = -1
-                    value = value * sign.view(1, -1, 1, 1)
+                    value = value.clone()
+                    value[:, list(negated)] *= -1
                 total[name] = total[name] + value if name in total else value
         return {name: value / len(self.FLIPS) for name, value in total.items()}
 
