@@ -15,7 +15,8 @@ Synthetic pairs come from the shipped ``consep`` MSDM (``--model``), sampled onc
 caches under ``--work-dir`` (``_dice_caches.py``) from training masks only; ``SyntheticAugment``
 swaps a draw for a cached pair with probability ``--prob-full`` / ``--prob-scarce`` (targeted arms
 draw pairs in proportion to their epithelial nuclei). With ``--real-types-only`` synthetic draws
-train the NP and HV branches but not the type head (the MSDM paints shape and colour, not type).
+train the NP and HV branches but not the type head; with ``--synthetic-until F`` the last ``1 - F`` of
+the steps draw real tiles only.
 Every (arm, seed) run writes its result when it finishes, so the benchmark runs across sessions:
 call it again and it continues; ``--minutes`` stops starting new runs after that budget. The report
 is rebuilt from every finished run in ``--work-dir`` each time (whatever ``--arms`` names), and
@@ -125,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--real-types-only",
         action="store_true",
         help="synthetic draws train NP and HV, not the type head (SegmenterTrainingConfig.synthetic_types)",
+    )
+    parser.add_argument(
+        "--synthetic-until",
+        type=float,
+        default=1.0,
+        help="share of the steps that draw synthetic pairs; real tiles only after (synthetic_until)",
     )
     parser.add_argument("--minutes", type=float, default=None, help="start no new run after this long")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of the arms")
@@ -249,6 +256,7 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         crop=b.crop,
         seed=seed,
         synthetic_types=not args.real_types_only,
+        synthetic_until=args.synthetic_until,
         model=SegmenterConfig(names, pretrained=not arm.endswith("-random-init")),
     )
     started = time.time()
@@ -384,6 +392,7 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
             "target_share": args.share,
             "targeting": args.targeting,
             "synthetic_types": not args.real_types_only,
+            "synthetic_until": args.synthetic_until,
             "test_time_flips": True,
             "rare_type": RARE,
             "threads": torch.get_num_threads(),

@@ -50,6 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="synthetic draws train nuclei and HV maps but not the type head (their types are mask labels)",
     )
+    train.add_argument(
+        "--synthetic-until",
+        type=share,
+        default=1.0,
+        help="share of the steps that may draw synthetic pairs; the rest train on real tiles (default 1)",
+    )
     train.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps (default 2000)")
     train.add_argument("--batch-size", type=positive_int, default=8, help="crops per step (default 8)")
     train.add_argument(
@@ -109,6 +115,8 @@ def run_train(args: argparse.Namespace) -> int:
     check_not_a_file(args.out)
     if args.target_type is not None and not args.cache:
         raise ValueError("--target-type weights synthetic draws; give the stores with --cache STORE.")
+    if args.synthetic_until < 1 and not args.cache:
+        raise ValueError("--synthetic-until schedules synthetic draws; give the stores with --cache STORE.")
     reader, samples = _load_split(args)
     names = dict(reader.type_names) if reader.has_types else {}
     config = SegmenterTrainingConfig(
@@ -119,6 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         synthetic_types=not args.real_types_only,
+        synthetic_until=args.synthetic_until,
         model=SegmenterConfig(names, encoder=args.encoder, pretrained=not args.no_pretrained),
     )
     synthetic = _synthetic(args, reader, names) if args.cache else None

@@ -12,11 +12,15 @@ One training draw is a MONAI dictionary (``Sample.to_dict()``) that goes through
 
 The loss is MONAI's ``HoVerNetLoss`` (NP: CE + Dice, HV: MSE + MSE of Sobel gradients inside
 nuclei, TP: CE + Dice), the optimiser AdamW with a one-cycle schedule. A synthetic pair's nucleus
-pixels and HV maps are exact by construction, but its *types* are only the mask's labels: the MSDM
-paints a nucleus from its shape and the tile's colours, not from its type. With
-``synthetic_types=False`` the TP terms see the real draws only (:func:`hovernet_loss`), so synthetic
-pairs teach where nuclei are and not what they are (measured once on CoNSeP at 10 % of the tiles: it
-kept inflammatory F1, 0.40 against 0.27, and lost epithelial, 0.31 against 0.42; so off by default).
+pixels and HV maps are exact by construction; its *types* are the mask's labels, which the MSDM
+paints from (one condition channel per type) but not exactly: a segmenter trained on real CoNSeP
+tiles gives 77 % of the painted nuclei it finds their label, against 82 % of real ones
+(``benchmarks/results/fidelity_consep``). With ``synthetic_types=False`` the TP terms see the real
+draws only (:func:`hovernet_loss`), so synthetic pairs teach where nuclei are, not what they are
+(measured once on CoNSeP at 10 % of the tiles: it kept inflammatory F1, 0.40 against 0.27, and lost
+epithelial, 0.31 against 0.42; so off by default).
+``synthetic_until`` below 1 stops the synthetic draws after that share of the steps: the rest of the
+run, at the schedule's low learning rates, sees real tiles only.
 Every ``checkpoint_every`` steps the weights, optimiser and schedule are written as safetensors +
 JSON; a killed run called again with the same ``output_dir`` continues from there (the augmentation
 stream after a resume is re-seeded from ``seed`` and the step, so it is reproducible but not the
@@ -25,6 +29,7 @@ uninterrupted one).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +63,9 @@ class SegmenterTrainingConfig:
         checkpoint_every: steps between resumable checkpoints (0: none).
         synthetic_types: whether synthetic draws train the TP (type) head; ``False``: types are
             learnt from the real draws only (NP and HV still learn from every draw).
+        synthetic_until: the share of the steps that may draw synthetic pairs; the steps after it
+            draw real tiles only, so the run ends on the real domain at the schedule's low learning
+            rates (synthetic pre-training, real fine-tuning). ``1.0``: synthetic draws throughout.
         model: the network (encoder, decoder widths, whether the encoder is pretrained).
     """
 
@@ -69,6 +77,7 @@ class SegmenterTrainingConfig:
     seed: int = 0
     checkpoint_every: int = 250
     synthetic_types: bool = True
+    synthetic_until: float = 1.0
     model: SegmenterConfig = field(default_factory=SegmenterConfig)
 
     def __post_init__(self) -> None:
@@ -83,6 +92,15 @@ class SegmenterTrainingConfig:
         check_int(self.checkpoint_every, "checkpoint_every", minimum=0, hint="0: no checkpoints")
         if not isinstance(self.synthetic_types, bool):
             raise TypeError(f"`synthetic_types` must be a bool, got {self.synthetic_types!r}.")
+        if not (isinstance(self.synthetic_until, (int, float)) and 0 <= self.synthetic_until <= 1):
+            raise ValueError(
+                f"`synthetic_until` must be a share of the steps in [0, 1], got {self.synthetic_until!r}."
+            )
+
+    @property
+    def synthetic_steps(self) -> int:
+        """How many of the first steps may draw synthetic pairs (``synthetic_until`` of ``steps``)."""
+        return round(self.synthetic_until * self.steps)
 
 
 @dataclass
@@ -195,20 +213,7 @@ def train_segmenter(
     history = TrainingHistory()
     if resume_state is not None:
         history = _restore(out / CHECKPOINT_DIR, model, optimizer, schedule, device)
-    dataset = NucleiDataset(
-        samples, transform=training_transform(config.crop, synthetic, seed=config.seed + start)
-    )
-    order = torch.randint(
-        len(samples),
-        (config.steps * config.batch_size,),
-        generator=torch.Generator().manual_seed(config.seed),
-    )[start * config.batch_size :]
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        sampler=order.tolist(),
-        collate_fn=lambda items: collate_batch(items, config.model.num_types),
-    )
+    loader = _draws(samples, config, synthetic, start)
     loss_fn = HoVerNetLoss()
     began = time.time() - history.seconds
     model.train()
@@ -246,6 +251,32 @@ def train_segmenter(
     if out is not None:
         _finish(out, model, history, config)
     return model, history
+
+
+def _draws(samples: list[Sample], config: SegmenterTrainingConfig, synthetic, start: int):
+    """The batches of steps ``start..steps``: ``synthetic`` swaps draws until ``synthetic_steps``."""
+    order = torch.randint(
+        len(samples),
+        (config.steps * config.batch_size,),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    switch = config.synthetic_steps if synthetic is not None else config.steps
+    phases = [(start, max(start, switch), synthetic), (max(start, switch), config.steps, None)]
+    loaders = []
+    for first, end, swap in phases:
+        if first == end:
+            continue
+        transform = training_transform(config.crop, swap, seed=config.seed + first)
+        dataset = NucleiDataset(samples, transform=transform)
+        loaders.append(
+            torch.utils.data.DataLoader(
+                dataset,
+                batch_size=config.batch_size,
+                sampler=order[first * config.batch_size : end * config.batch_size].tolist(),
+                collate_fn=lambda items: collate_batch(items, config.model.num_types),
+            )
+        )
+    return itertools.chain.from_iterable(loaders)
 
 
 def hovernet_loss(

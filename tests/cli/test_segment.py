@@ -58,6 +58,26 @@ def test_a_dataset_without_types_gets_type_free_metrics(tmp_path):
     assert set(metrics) == set(TYPE_FREE_METRICS)
 
 
+def test_synthetic_pairs_from_a_store_stop_after_synthetic_until(tmp_path):
+    from synthaug.sampling.cache import SyntheticCache
+
+    toys.write_folder(tmp_path / "data")
+    store = SyntheticCache.create(str(tmp_path / "pairs.zarr"), height=48, width=48, num_types=2)
+    tiles = [toys.toy_tile(700 + i, num_types=2) for i in range(3)]
+    store.append(
+        image=np.stack([t[0] for t in tiles]),
+        inst=np.stack([t[1] for t in tiles]),
+        type=np.stack([toys.type_map(t[1], t[2]) for t in tiles]),
+        meta=[{"index": i} for i in range(3)],
+    )
+    run = tmp_path / "run"
+    argv = ["segment", "train", "--data", str(tmp_path / "data"), "--out", str(run), *FAST]
+    argv += ["--steps", "4", "--cache", store.url, "--prob", "1", "--synthetic-until", "0.5"]
+    assert main(argv) == 0
+    record = json.loads((run / "training_history.json").read_text())
+    assert record["config"]["synthetic_until"] == 0.5 and record["synthetic_fraction"] == 0.5
+
+
 def test_nothing_is_overwritten_and_errors_name_the_fix(tmp_path, capsys):
     toys.write_folder(tmp_path / "data")
     run = tmp_path / "run"
@@ -85,6 +105,8 @@ def test_nothing_is_overwritten_and_errors_name_the_fix(tmp_path, capsys):
         "1",
     ]
     assert main(args) == 2 and "--cache STORE" in capsys.readouterr().err
+    args[-2:] = ["--synthetic-until", "0.5"]
+    assert main(args) == 2 and "--synthetic-until schedules synthetic draws" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(
             [

@@ -100,14 +100,52 @@ def test_the_seed_decides_the_run(samples):
     assert a == b and a != c
 
 
-def test_synthetic_draws_are_counted_per_draw(samples):
-    class AllSynthetic:
-        def __call__(self, d):
-            return {**d, "is_synthetic": True}
+class _AllSynthetic:
+    """A stand-in for SyntheticAugment that swaps every draw it sees, counting them."""
 
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, d):
+        self.calls += 1
+        return {**d, "is_synthetic": True}
+
+
+def test_synthetic_draws_are_counted_per_draw(samples):
     config = SegmenterTrainingConfig(steps=2, batch_size=3, crop=64, checkpoint_every=0, model=TINY)
-    history = train_segmenter(samples, config, synthetic=AllSynthetic(), progress=False)[1]
+    history = train_segmenter(samples, config, synthetic=_AllSynthetic(), progress=False)[1]
     assert history.draws == 6 and history.synthetic_fraction == 1.0
+
+
+def test_synthetic_draws_stop_after_synthetic_until_of_the_steps(samples):
+    config = SegmenterTrainingConfig(
+        steps=6, batch_size=2, crop=64, checkpoint_every=0, synthetic_until=0.5, model=TINY
+    )
+    swap = _AllSynthetic()
+    history = train_segmenter(samples, config, synthetic=swap, progress=False)[1]
+    # steps 1-3 may draw synthetic pairs, steps 4-6 see real tiles only (the swap is never asked)
+    assert swap.calls == 6 and history.draws == 12 and history.synthetic_fraction == 0.5
+    assert len(history.losses) == 6
+    none = SegmenterTrainingConfig(
+        steps=2, batch_size=2, crop=64, checkpoint_every=0, synthetic_until=0, model=TINY
+    )
+    assert train_segmenter(samples, none, synthetic=_AllSynthetic(), progress=False)[1].synthetic_draws == 0
+    for bad in (1.5, -0.1, "half"):
+        with pytest.raises(ValueError, match="`synthetic_until` must be a share of the steps"):
+            SegmenterTrainingConfig(synthetic_until=bad, model=TINY)
+
+
+def test_a_run_killed_before_the_switch_resumes_into_real_only_steps(samples, tmp_path):
+    config = SegmenterTrainingConfig(
+        steps=6, batch_size=2, crop=64, checkpoint_every=2, synthetic_until=0.5, model=TINY
+    )
+    with pytest.raises(RuntimeError, match="_KillAfter"):  # dies in step 3, the last synthetic one
+        train_segmenter(samples, config, output_dir=tmp_path, synthetic=_KillAfter(5), progress=False)
+    swap = _AllSynthetic()
+    history = train_segmenter(samples, config, output_dir=tmp_path, synthetic=swap, progress=False)[1]
+    assert swap.calls == 2  # step 3 again; steps 4-6 real
+    # (the killed run's stand-in swapped nothing, so only step 3's two draws count as synthetic)
+    assert len(history.losses) == 6 and history.draws == 12 and history.synthetic_draws == 2
 
 
 def _loss_inputs(seed: int = 0):
@@ -148,14 +186,10 @@ def test_types_can_be_learnt_from_real_draws_only():
 
 
 def test_real_types_only_training_runs_with_all_synthetic_batches(samples):
-    class AllSynthetic:
-        def __call__(self, d):
-            return {**d, "is_synthetic": True}
-
     config = SegmenterTrainingConfig(
         steps=2, batch_size=2, crop=64, checkpoint_every=0, synthetic_types=False, model=TINY
     )
-    history = train_segmenter(samples, config, synthetic=AllSynthetic(), progress=False)[1]
+    history = train_segmenter(samples, config, synthetic=_AllSynthetic(), progress=False)[1]
     assert history.synthetic_fraction == 1.0 and all(np.isfinite(history.losses))
     with pytest.raises(TypeError, match="`synthetic_types` must be a bool"):
         SegmenterTrainingConfig(synthetic_types="no", model=TINY)
