@@ -28,6 +28,7 @@ def plot_scores(summary: Mapping, per_arm: Mapping, *, title: str):
         "real10+targeted": "#c44e52",
         "real100-random-init": "#7f7f7f",
         "real10-random-init": "#c7c7c7",
+        "real10+oversampled": "#8c564b",
     }
     for i, arm in enumerate(arms):
         offset = x + (i - (len(arms) - 1) / 2) * width

@@ -9,7 +9,10 @@ Arms (same network, step budget, crops and augmentations; they differ only in th
   real10+targeted      + synthetic pairs on the kept tiles' masks, epithelial share raised
 
 Ablations (not run unless named in ``--arms``): ``real100-random-init`` and ``real10-random-init``
-train the real-only arms from a random encoder, to measure what the ImageNet encoder brings.
+train the real-only arms from a random encoder, to measure what the ImageNet encoder brings;
+``real10+oversampled`` is the naive answer to a rare class without synthesis: the kept real tiles,
+drawn with ``--prob-scarce`` in proportion to their epithelial nuclei (as the targeted arm draws its
+pairs) and uniformly otherwise.
 
 Synthetic pairs come from the shipped ``consep`` MSDM (``--model``), sampled once into three zarr
 caches under ``--work-dir`` (``_dice_caches.py``) from training masks only; ``SyntheticAugment``
@@ -61,13 +64,15 @@ from _common import (  # noqa: E402
 from _dice_caches import RARE, sample_caches  # noqa: E402
 
 ARMS = ("real100", "real100+targeted", "real10", "real10+untargeted", "real10+targeted")
-ABLATIONS = ("real100-random-init", "real10-random-init")  # the real-only arms without ImageNet weights
+# the real-only arms without ImageNet weights; real tiles over-sampled towards the rare class
+ABLATIONS = ("real100-random-init", "real10-random-init", "real10+oversampled")
 TWIN = {
     "real100+targeted": "real100",
     "real10+untargeted": "real10",
     "real10+targeted": "real10",
     "real100-random-init": "real100",
     "real10-random-init": "real10",
+    "real10+oversampled": "real10",
 }
 CACHE_OF = {
     "real100+targeted": "targeted100",
@@ -259,6 +264,9 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         synthetic_until=args.synthetic_until,
         model=SegmenterConfig(names, pretrained=not arm.endswith("-random-init")),
     )
+    weights = None
+    if arm.endswith("+oversampled"):
+        weights = rare_oversampling(split, args.prob_scarce)
     started = time.time()
     if (folder / "train" / "model").is_dir():  # trained, killed before scoring: score it now
         model, history = _trained(folder / "train", calibration_tiles(split.train))
@@ -272,6 +280,7 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
             desc=f"{arm} s{seed}",
             # The watershed threshold is chosen on (at most 32 of) the arm's own real training patches.
             calibrate_on=calibration_tiles(split.train),
+            draw_weights=weights,
         )
     table, predictions = evaluate_segmenter(model, split.test, progress=False)
     shown = predictions[_figure_index(split)]
@@ -290,6 +299,18 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
     }
     write_json(result_file, result)
     return result
+
+
+def rare_oversampling(split, prob: float) -> np.ndarray:
+    """Draw weights: with ``prob`` a tile in proportion to its rare nuclei, else uniformly."""
+    from synthaug.conditions import instance_type_votes
+
+    rare = split.vocabulary.resolve(RARE)
+    counts = np.array([np.sum(instance_type_votes(s.inst, s.types)[1] == rare) for s in split.train], float)
+    uniform = np.full(len(counts), 1.0 / len(counts))
+    if counts.sum() == 0:
+        return uniform
+    return (1 - prob) * uniform + prob * counts / counts.sum()
 
 
 def _trained(folder: Path, calibrate_on: list):

@@ -173,6 +173,7 @@ def train_segmenter(
     progress: bool = True,
     desc: str = "segmenter",
     calibrate_on: Sequence[Sample] | None = None,
+    draw_weights: Sequence[float] | None = None,
 ) -> tuple[NucleiSegmenter, TrainingHistory]:
     """Train a HoVer-Net-style segmenter on ``train`` (and ``synthetic`` draws, when given).
 
@@ -190,17 +191,22 @@ def train_segmenter(
         calibrate_on: real training tiles on which the watershed marker threshold is chosen after
             training (``calibrate_marker_threshold``; never pass test tiles); ``None`` keeps
             HoVer-Net's 0.4.
+        draw_weights: one non-negative weight per ``train`` sample: draws are made in proportion
+            (with replacement, seeded), e.g. to over-sample tiles rich in a rare type; ``None``:
+            uniform. Not part of the config: a resumed run must be given the same weights.
 
     Returns:
         The trained model (eval mode) and its :class:`TrainingHistory`.
 
     Raises:
-        ValueError: on an empty or too-small ``train``, or an ``output_dir`` with a finished model or
-            a checkpoint of another configuration.
+        ValueError: on an empty or too-small ``train``, ``draw_weights`` of another length, negative,
+            or all zero, or an ``output_dir`` with a finished model or a checkpoint of another
+            configuration.
     """
     from monai.apps.pathology.losses import HoVerNetLoss
 
     samples = _check_train(train, config.crop)
+    weights = _check_weights(draw_weights, len(samples))
     out = Path(output_dir) if output_dir is not None else None
     start, resume_state = 0, None
     if out is not None:
@@ -213,7 +219,7 @@ def train_segmenter(
     history = TrainingHistory()
     if resume_state is not None:
         history = _restore(out / CHECKPOINT_DIR, model, optimizer, schedule, device)
-    loader = _draws(samples, config, synthetic, start)
+    loader = _draws(samples, config, synthetic, start, weights)
     loss_fn = HoVerNetLoss()
     began = time.time() - history.seconds
     model.train()
@@ -253,13 +259,14 @@ def train_segmenter(
     return model, history
 
 
-def _draws(samples: list[Sample], config: SegmenterTrainingConfig, synthetic, start: int):
+def _draws(samples: list[Sample], config: SegmenterTrainingConfig, synthetic, start: int, weights=None):
     """The batches of steps ``start..steps``: ``synthetic`` swaps draws until ``synthetic_steps``."""
-    order = torch.randint(
-        len(samples),
-        (config.steps * config.batch_size,),
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    generator = torch.Generator().manual_seed(config.seed)
+    total = config.steps * config.batch_size
+    if weights is None:
+        order = torch.randint(len(samples), (total,), generator=generator)
+    else:
+        order = torch.multinomial(weights, total, replacement=True, generator=generator)
     switch = config.synthetic_steps if synthetic is not None else config.steps
     phases = [(start, max(start, switch), synthetic), (max(start, switch), config.steps, None)]
     loaders = []
@@ -310,6 +317,20 @@ def _check_train(train: Sequence[Sample], crop: int) -> list[Sample]:
             "pass a smaller crop or larger tiles."
         )
     return list(train)
+
+
+def _check_weights(draw_weights: Sequence[float] | None, length: int) -> torch.Tensor | None:
+    if draw_weights is None:
+        return None
+    weights = torch.as_tensor(np.asarray(draw_weights, dtype=np.float64))
+    if weights.shape != (length,):
+        raise ValueError(
+            f"`draw_weights` must hold one weight per training sample ({length}), got shape "
+            f"{tuple(weights.shape)}."
+        )
+    if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError("`draw_weights` must be finite and non-negative, with at least one above zero.")
+    return weights
 
 
 def _prepare_output(out: Path, config: SegmenterTrainingConfig) -> tuple[int, dict | None]:

@@ -56,6 +56,21 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     # naming one arm runs nothing new and still reports every finished run
     assert bench.main([*argv, "--seeds", "3", "--arms", "real10"]) == 0
     assert set(json.loads((out / "summary.json").read_text())) == set(bench.ARMS)
+    # the naive baseline (real tiles over-sampled towards the rare class) joins the report when run
+    assert bench.main([*argv, "--seeds", "1", "--arms", "real10+oversampled"]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["vs_real_only"]["real10+oversampled"]["baseline"] == "real10"
+
+
+def test_rare_oversampling_mixes_uniform_and_rare_proportional_draws():
+    bench = _load("dice_with_synthesis")
+    split = bench._toy_split()
+    rare = split.vocabulary.resolve(bench.RARE)
+    counts = np.array([len(set(np.unique(s.inst[s.types == rare])) - {0}) for s in split.train], float)
+    weights = bench.rare_oversampling(split, 0.5)
+    assert weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights, 0.5 / len(counts) + 0.5 * counts / counts.sum())
+    np.testing.assert_allclose(bench.rare_oversampling(split, 0.0), 1 / len(counts))
 
 
 @pytest.mark.slow

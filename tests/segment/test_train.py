@@ -148,6 +148,33 @@ def test_a_run_killed_before_the_switch_resumes_into_real_only_steps(samples, tm
     assert len(history.losses) == 6 and history.draws == 12 and history.synthetic_draws == 2
 
 
+class _Names:
+    """A pass-through transform that records which training sample each draw came from."""
+
+    def __init__(self):
+        self.names = []
+
+    def __call__(self, d):
+        self.names.append(d["name"])
+        return d
+
+
+def test_draws_follow_draw_weights(samples):
+    config = SegmenterTrainingConfig(steps=4, batch_size=3, crop=64, checkpoint_every=0, model=TINY)
+    seen = _Names()
+    weights = [0, 0, 1, 0, 3, 0]  # only samples 2 and 4 may be drawn
+    train_segmenter(samples, config, synthetic=seen, draw_weights=weights, progress=False)
+    assert set(seen.names) == {samples[2].name, samples[4].name} and len(seen.names) == 12
+    again = _Names()
+    train_segmenter(samples, config, synthetic=again, draw_weights=weights, progress=False)
+    assert again.names == seen.names  # the seed fixes the weighted order too
+    for bad, message in (([1, 2], "one weight per training sample"), ([0] * 6, "at least one above zero")):
+        with pytest.raises(ValueError, match=message):
+            train_segmenter(samples, config, draw_weights=bad, progress=False)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        train_segmenter(samples, config, draw_weights=[1, -1, 1, 1, 1, 1], progress=False)
+
+
 def _loss_inputs(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     preds = {
