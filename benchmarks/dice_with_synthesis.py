@@ -303,10 +303,8 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
 
 def rare_oversampling(split, prob: float) -> np.ndarray:
     """Draw weights: with ``prob`` a tile in proportion to its rare nuclei, else uniformly."""
-    from synthaug.conditions import instance_type_votes
-
     rare = split.vocabulary.resolve(RARE)
-    counts = np.array([np.sum(instance_type_votes(s.inst, s.types)[1] == rare) for s in split.train], float)
+    counts = np.array([sum(t == rare for t in s.inst_types.values()) for s in split.train], float)
     uniform = np.full(len(counts), 1.0 / len(counts))
     if counts.sum() == 0:
         return uniform
