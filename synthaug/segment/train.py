@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -259,7 +259,13 @@ def train_segmenter(
     return model, history
 
 
-def _draws(samples: list[Sample], config: SegmenterTrainingConfig, synthetic, start: int, weights=None):
+def _draws(
+    samples: list[Sample],
+    config: SegmenterTrainingConfig,
+    synthetic: Callable | None,
+    start: int,
+    weights: torch.Tensor | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
     """The batches of steps ``start..steps``: ``synthetic`` swaps draws until ``synthetic_steps``."""
     generator = torch.Generator().manual_seed(config.seed)
     total = config.steps * config.batch_size
