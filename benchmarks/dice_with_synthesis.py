@@ -18,8 +18,9 @@ Synthetic pairs come from the shipped ``consep`` MSDM (``--model``), sampled onc
 caches under ``--work-dir`` (``_dice_caches.py``) from training masks only; ``SyntheticAugment``
 swaps a draw for a cached pair with probability ``--prob-full`` / ``--prob-scarce`` (targeted arms
 draw pairs in proportion to their epithelial nuclei). With ``--real-types-only`` synthetic draws
-train the NP and HV branches but not the type head; with ``--synthetic-until F`` the last ``1 - F`` of
-the steps draw real tiles only.
+train the NP and HV branches but not the type head. Synthetic pairs are drawn in the first half of
+the steps only (``--synthetic-until 0.5``): the second half, at the one-cycle schedule's low learning
+rates, sees real tiles only (``1``: synthetic draws throughout, as the runs before 2026-12-07).
 Every (arm, seed) run writes its result when it finishes, so the benchmark runs across sessions:
 call it again and it continues; ``--minutes`` stops starting new runs after that budget. The report
 is rebuilt from every finished run in ``--work-dir`` each time (whatever ``--arms`` names), and
@@ -135,8 +136,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--synthetic-until",
         type=float,
-        default=1.0,
-        help="share of the steps that draw synthetic pairs; real tiles only after (synthetic_until)",
+        default=0.5,
+        help="share of the steps drawing synthetic pairs; real tiles only after (default 0.5; 1: throughout)",
     )
     parser.add_argument("--minutes", type=float, default=None, help="start no new run after this long")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of the arms")
