@@ -235,7 +235,7 @@ def _finished(args, arm: str, seed: int) -> bool:
 
 def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
     """Train one (arm, seed), score it on the test split, write ``result.json``; reuse it when present."""
-    from synthaug.augment import SyntheticAugment
+    from synthaug.augment import SyntheticAugment, sample_draw_probabilities
     from synthaug.segment import SegmenterConfig, SegmenterTrainingConfig, evaluate_segmenter, train_segmenter
 
     folder = args.work_dir / "runs" / arm / f"seed{seed}"
@@ -267,7 +267,13 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
     )
     weights = None
     if arm.endswith("+oversampled"):
-        weights = rare_oversampling(split, args.prob_scarce)
+        # with --prob-scarce a tile in proportion to its rare nuclei (as the pairs), else uniformly
+        weights = sample_draw_probabilities(
+            split.train,
+            split.vocabulary.num_types,
+            target_types=[split.vocabulary.resolve(RARE)],
+            uniform_share=1 - args.prob_scarce,
+        )
     started = time.time()
     if (folder / "train" / "model").is_dir():  # trained, killed before scoring: score it now
         model, history = _trained(folder / "train", calibration_tiles(split.train))
@@ -300,16 +306,6 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
     }
     write_json(result_file, result)
     return result
-
-
-def rare_oversampling(split, prob: float) -> np.ndarray:
-    """Draw weights: with ``prob`` a tile in proportion to its rare nuclei, else uniformly."""
-    rare = split.vocabulary.resolve(RARE)
-    counts = np.array([sum(t == rare for t in s.inst_types.values()) for s in split.train], float)
-    uniform = np.full(len(counts), 1.0 / len(counts))
-    if counts.sum() == 0:
-        return uniform
-    return (1 - prob) * uniform + prob * counts / counts.sum()
 
 
 def _trained(folder: Path, calibrate_on: list):

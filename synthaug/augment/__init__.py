@@ -6,6 +6,7 @@ exact real:synthetic ratio) both wrap a ``SyntheticSource``, which draws from a 
 augmentation. Nothing here imports the diffusion model.
 """
 
+from synthaug.augment._draws import sample_draw_probabilities
 from synthaug.augment._paste import paste_instances
 from synthaug.augment.hovernet_maps import AlbumentationsHoVerNetMaps, HoVerNetMapsd, HVMaps, HVMapsd
 from synthaug.augment.mix import SyntheticMixDataset
@@ -21,4 +22,5 @@ __all__ = [
     "SyntheticMixDataset",
     "SyntheticSource",
     "paste_instances",
+    "sample_draw_probabilities",
 ]

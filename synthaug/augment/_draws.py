@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from synthaug._validation import check_choice
+from synthaug.data import Sample
 
 COUNT_BY = ("instances", "pixels")
 _CACHE_API = ("read", "type_pixel_counts", "type_instance_counts", "num_types", "height", "width")
@@ -109,6 +110,58 @@ def draw_probabilities(
     check_choice(count_by, "count_by", COUNT_BY)
     length = check_cache(cache)
     num_types = int(cache.num_types)
+    if target_types is None and not type_weights:
+        _type_weights(num_types, target_types, type_weights)  # still validates a wrong type
+        return np.full(length, 1.0 / length)
+    counts = cache.type_instance_counts() if count_by == "instances" else cache.type_pixel_counts()
+    counts = np.asarray(counts, dtype=np.float64)[:length]
+    return _weighted_by_types(counts, target_types, type_weights, "cached sample", f" (by {count_by})")
+
+
+def sample_draw_probabilities(
+    samples: Sequence[Sample],
+    num_types: int,
+    *,
+    target_types: Iterable[int] | None = None,
+    type_weights: Mapping[int, float] | None = None,
+    uniform_share: float = 0.0,
+) -> np.ndarray:
+    """Probability of drawing each real sample, weighted towards the requested nucleus types.
+
+    The real-tile twin of :func:`draw_probabilities` (same ``target_types`` / ``type_weights``
+    rules, counting each sample's nuclei per type from ``inst_types``), mixed with a uniform draw:
+    ``uniform_share * 1/N + (1 - uniform_share) * weighted``. Over-sampling the tiles that hold a
+    rare class is the naive answer to class imbalance; ``uniform_share > 0`` keeps every tile in the
+    draws. Pass the result as ``train_segmenter(draw_weights=...)``.
+
+    Raises:
+        ValueError: bad type ids, weights or ``uniform_share``, or no sample holds a weighted type
+            while ``uniform_share < 1``.
+    """
+    if not len(samples):
+        raise ValueError("`samples` is empty; pass the training samples to weight.")
+    if isinstance(uniform_share, bool) or not isinstance(uniform_share, (int, float)):
+        raise TypeError(f"`uniform_share` must be a number in [0, 1], got {uniform_share!r}.")
+    if not 0 <= uniform_share <= 1:
+        raise ValueError(f"`uniform_share` must lie in [0, 1], got {uniform_share!r}.")
+    uniform = np.full(len(samples), 1.0 / len(samples))
+    _type_weights(num_types, target_types, type_weights)
+    if uniform_share == 1 or (target_types is None and not type_weights):
+        return uniform
+    counts = np.zeros((len(samples), num_types + 1))
+    for i, sample in enumerate(samples):
+        types = np.fromiter(sample.inst_types.values(), np.int64, len(sample.inst_types))
+        if types.size and (types.min() < 0 or types.max() > num_types):
+            raise ValueError(f"sample {sample.name!r} has type ids outside 0..{num_types} (`num_types`).")
+        counts[i] = np.bincount(types, minlength=num_types + 1)
+    weighted = _weighted_by_types(counts, target_types, type_weights, "sample")
+    return uniform_share * uniform + (1 - uniform_share) * weighted
+
+
+def _type_weights(
+    num_types: int, target_types: Iterable[int] | None, type_weights: Mapping[int, float] | None
+) -> np.ndarray:
+    """The per-type weight vector ``w`` (index 0 the background, always 0), validated."""
     targets = check_types(target_types, "target_types", num_types)
     if type_weights is not None and not isinstance(type_weights, Mapping):
         raise TypeError(f"`type_weights` must map type id -> weight, got {type(type_weights).__name__}.")
@@ -116,20 +169,27 @@ def draw_probabilities(
     check_types(weights_by_type or None, "type_weights", num_types)
     if any(not np.isfinite(w) or w < 0 for w in weights_by_type.values()):
         raise ValueError(f"`type_weights` must be finite and non-negative, got {weights_by_type}.")
-    if targets is None and not weights_by_type:
-        return np.full(length, 1.0 / length)
-
     types = targets if targets is not None else tuple(range(1, num_types + 1))
     w = np.zeros(num_types + 1)
     for t in types:
         w[t] = weights_by_type.get(t, 1.0)
-    counts = cache.type_instance_counts() if count_by == "instances" else cache.type_pixel_counts()
-    counts = np.asarray(counts, dtype=np.float64)[:length]
+    return w
+
+
+def _weighted_by_types(
+    counts: np.ndarray,
+    target_types: Iterable[int] | None,
+    type_weights: Mapping[int, float] | None,
+    what: str,
+    how: str = "",
+) -> np.ndarray:
+    """``counts @ w`` normalised: the one weighting rule of cached pairs and real samples."""
+    w = _type_weights(counts.shape[1] - 1, target_types, type_weights)
     score = counts @ w
     total = score.sum()
     if total <= 0:
         raise ValueError(
-            f"no cached sample contains nuclei of the weighted types {list(types)} (by {count_by}); "
-            "sample a cache that targets them, or change `target_types` / `type_weights`."
+            f"no {what} contains nuclei of the weighted types {np.flatnonzero(w).tolist()}{how}; "
+            "use data that holds them, or change `target_types` / `type_weights`."
         )
     return score / total

@@ -83,6 +83,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--no-tta", action="store_true", help="one forward pass per window (default: averaged over 4 flips)"
     )
+    evaluate.add_argument(
+        "--whole-tiles",
+        action="store_true",
+        help="score whole tiles stitched from their patches (HoVer-Net's per-tile protocol; CoNSeP)",
+    )
     evaluate.set_defaults(run=run_evaluate)
 
     predict = actions.add_parser("predict", help="segment one image of any size; writes instance/type maps")
@@ -175,6 +180,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_device(args.device)
     model = load_segmenter(args.model, device=default_device(args.device))
     reader, samples = _load_split(args)
+    if args.whole_tiles:
+        if not hasattr(reader, "load_tiles"):
+            raise ValueError(
+                f"--whole-tiles: the {type(reader).__name__} of {args.data} knows no tiles to stitch its "
+                "samples into; score its samples as they are (drop --whole-tiles)."
+            )
+        samples = reader.load_tiles(args.split)
     names = dict(model.config.type_names)
     if names and reader.has_types and names != dict(reader.type_names):
         raise ValueError(
@@ -184,7 +196,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not reader.has_types:
         names = {}  # the dataset says its masks carry no types: type-free metrics only
     table, _ = evaluate_segmenter(model, samples, type_names=names, tta=not args.no_tta)
-    out = Path(args.out) if args.out else Path(args.model) / f"evaluation_{args.split}.json"
+    default = f"evaluation_{args.split}{'_tiles' if args.whole_tiles else ''}.json"
+    out = Path(args.out) if args.out else Path(args.model) / default
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name the JSON file to write.")
     record = {
@@ -192,6 +205,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "split": args.split,
         "num_samples": len(samples),
+        "whole_tiles": args.whole_tiles,
         "test_time_flips": not args.no_tta,
         "metrics": table,
     }

@@ -31,6 +31,12 @@ def pair_centroids(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """HoVer-Net's ``pair_coordinates``: Hungarian pairing on distances, pairs within ``radius`` kept.
 
+    As in HoVer-Net, the assignment minimises the summed distance over *all* pairs before the
+    ``radius`` cut, so a distant nucleus can take a near one's partner; the more nuclei an image
+    holds, the more pairs this loses. Kept for comparability with published numbers; measured on
+    CoNSeP for one model: detection F1 0.596 over the 14 whole test tiles, 0.678 with distances
+    capped at ``radius`` before the assignment, 0.737 over their 224 patches of 256 px.
+
     Args:
         true, pred: ``(N, 2)`` and ``(M, 2)`` centroid coordinates.
         radius: largest distance of a valid pair, in pixels.

@@ -92,7 +92,12 @@ class SegmenterTrainingConfig:
         check_int(self.checkpoint_every, "checkpoint_every", minimum=0, hint="0: no checkpoints")
         if not isinstance(self.synthetic_types, bool):
             raise TypeError(f"`synthetic_types` must be a bool, got {self.synthetic_types!r}.")
-        if not (isinstance(self.synthetic_until, (int, float)) and 0 <= self.synthetic_until <= 1):
+        if isinstance(self.synthetic_until, bool) or not isinstance(self.synthetic_until, (int, float)):
+            raise TypeError(
+                "`synthetic_until` must be a number in [0, 1] (a share of the steps), "
+                f"got {self.synthetic_until!r}."
+            )
+        if not 0 <= self.synthetic_until <= 1:
             raise ValueError(
                 f"`synthetic_until` must be a share of the steps in [0, 1], got {self.synthetic_until!r}."
             )

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from monai.transforms import Compose, RandFlipd
 
-from synthaug.augment import HVMapsd, SyntheticAugment
+from synthaug.augment import HVMapsd, SyntheticAugment, sample_draw_probabilities
 from synthaug.augment._draws import draw_probabilities
 from synthaug.conditions import compute_hv_maps
+from synthaug.data import Sample
 from tests.augment.conftest import real_sample
 
 
@@ -35,6 +36,46 @@ def test_uniform_without_targets_and_error_when_no_sample_has_them(make_cache):
         draw_probabilities(cache, target_types=[4])
     with pytest.raises(ValueError, match="type_weights"):
         draw_probabilities(cache, type_weights={1: -1.0})
+
+
+def _tile(types: tuple[int, ...]) -> Sample:
+    """A 32x32 sample with one 4x4 nucleus of each of ``types``."""
+    inst = np.zeros((32, 32), np.int32)
+    type_map = np.zeros((32, 32), np.uint8)
+    for i, t in enumerate(types, start=1):
+        r, c = divmod(i - 1, 6)
+        inst[5 * r : 5 * r + 4, 5 * c : 5 * c + 4] = i
+        type_map[inst == i] = t
+    image = np.full((32, 32, 3), 200, np.uint8)
+    return Sample(image, inst, type_map, dict(enumerate(types, start=1)), name=f"tile{len(types)}")
+
+
+def test_real_samples_are_weighted_by_their_type_counts_as_cached_pairs():
+    samples = [_tile((1,) + (3,) * i) for i in range(4)]  # i nuclei of type 3, one of type 1
+    rare = np.arange(4.0)
+    probs = sample_draw_probabilities(samples, 4, target_types=[3], uniform_share=0.5)
+    np.testing.assert_allclose(probs, 0.5 / 4 + 0.5 * rare / rare.sum())
+    weighted = sample_draw_probabilities(samples, 4, type_weights={1: 1.0, 3: 2.0})
+    np.testing.assert_allclose(weighted, (1 + 2 * rare) / (1 + 2 * rare).sum())
+    np.testing.assert_allclose(sample_draw_probabilities(samples, 4), 1 / 4)
+    everything = sample_draw_probabilities(samples, 4, target_types=[3], uniform_share=1)
+    np.testing.assert_allclose(everything, 1 / 4)
+
+
+def test_real_sample_weights_refuse_bad_input():
+    samples = [_tile((1, 2)) for _ in range(3)]
+    with pytest.raises(ValueError, match="no sample contains nuclei of the weighted types"):
+        sample_draw_probabilities(samples, 4, target_types=[3])
+    with pytest.raises(ValueError, match="`uniform_share` must lie in"):
+        sample_draw_probabilities(samples, 4, target_types=[1], uniform_share=1.5)
+    with pytest.raises(TypeError, match="`uniform_share` must be a number"):
+        sample_draw_probabilities(samples, 4, target_types=[1], uniform_share="half")
+    with pytest.raises(ValueError, match="target_types"):
+        sample_draw_probabilities(samples, 4, target_types=[5])
+    with pytest.raises(ValueError, match="outside 0..1"):
+        sample_draw_probabilities(samples, 1, target_types=[1])
+    with pytest.raises(ValueError, match="`samples` is empty"):
+        sample_draw_probabilities([], 4, target_types=[1])
 
 
 def test_hv_targets_follow_the_synthetic_masks_after_flips(make_cache):

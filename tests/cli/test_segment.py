@@ -78,6 +78,22 @@ def test_synthetic_pairs_from_a_store_stop_after_synthetic_until(tmp_path):
     assert record["config"]["synthetic_until"] == 0.5 and record["synthetic_fraction"] == 0.5
 
 
+def test_whole_tiles_are_scored_stitched_from_their_patches(tmp_path, capsys):
+    toys.write_consep_patches(tmp_path / "consep", {"train": 1, "test": 2}, patch=32)
+    run = tmp_path / "run"
+    assert main(["segment", "train", "--data", str(tmp_path / "consep"), "--out", str(run), *FAST]) == 0
+    argv = ["segment", "evaluate", "--model", str(run), "--data", str(tmp_path / "consep")]
+    assert main([*argv, "--whole-tiles"]) == 0
+    record = json.loads((run / "evaluation_test_tiles.json").read_text())
+    assert record["whole_tiles"] and record["num_samples"] == 2  # 2 tiles, not their 8 patches
+    assert main(argv) == 0
+    assert json.loads((run / "evaluation_test.json").read_text())["num_samples"] == 8
+    toys.write_folder(tmp_path / "folder")
+    capsys.readouterr()
+    assert main([*argv[:-1], str(tmp_path / "folder"), "--whole-tiles"]) == 2
+    assert "knows no tiles to stitch" in capsys.readouterr().err
+
+
 def test_nothing_is_overwritten_and_errors_name_the_fix(tmp_path, capsys):
     toys.write_folder(tmp_path / "data")
     run = tmp_path / "run"

@@ -72,6 +72,16 @@ def test_consep_patch_layout_groups_by_tile_and_stitches(tmp_path):
     check_sample(stitched, image, inst, table)  # nuclei cut by patch borders are whole again
     with pytest.raises(ValueError, match="no patches of tile"):
         reader.stitch_tile("train", "test_1")
+    whole = reader.load_tiles("train")  # every tile of the split, stitched
+    assert [t.name for t in whole] == ["train_1", "train_2"]
+    np.testing.assert_array_equal(whole[1].inst, stitched.inst)
+    assert whole[1].inst_types == stitched.inst_types
+
+
+def test_consep_original_layout_tiles_are_its_samples(tmp_path):
+    toys.write_consep_original(tmp_path, {"test": 2})
+    reader = open_dataset(tmp_path, reader="consep")
+    assert [t.name for t in reader.load_tiles("test")] == [s.name for s in reader.load("test")]
 
 
 def test_consep_table_id_missing_from_mask_names_the_file(tmp_path):

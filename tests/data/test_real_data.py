@@ -65,6 +65,9 @@ def test_consep_stitched_tile_merges_border_nuclei(consep_reader, consep_split):
     # nuclei cut by a patch border count once in the tile but once per patch in the patches
     assert len(tile.inst_types) < sum(len(p.inst_types) for p in patches)
     assert np.array_equal(tile.image[:256, 256:512], patches[1].image)
+    tiles = consep_reader.load_tiles("test")
+    # the data README's count of distinct test nuclei (by their tile uid)
+    assert len(tiles) == 14 and sum(len(t.inst_types) for t in tiles) == 8777
 
 
 def test_consep_rare_epithelium_scenario(consep_split, tmp_path):

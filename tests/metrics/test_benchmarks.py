@@ -62,17 +62,6 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert record["vs_real_only"]["real10+oversampled"]["baseline"] == "real10"
 
 
-def test_rare_oversampling_mixes_uniform_and_rare_proportional_draws():
-    bench = _load("dice_with_synthesis")
-    split = bench._toy_split()
-    rare = split.vocabulary.resolve(bench.RARE)
-    counts = np.array([len(set(np.unique(s.inst[s.types == rare])) - {0}) for s in split.train], float)
-    weights = bench.rare_oversampling(split, 0.5)
-    assert weights.sum() == pytest.approx(1.0)
-    np.testing.assert_allclose(weights, 0.5 / len(counts) + 0.5 * counts / counts.sum())
-    np.testing.assert_allclose(bench.rare_oversampling(split, 0.0), 1 / len(counts))
-
-
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_fidelity_benchmark_quick(tmp_path, consep_root):

@@ -130,8 +130,11 @@ def test_synthetic_draws_stop_after_synthetic_until_of_the_steps(samples):
         steps=2, batch_size=2, crop=64, checkpoint_every=0, synthetic_until=0, model=TINY
     )
     assert train_segmenter(samples, none, synthetic=_AllSynthetic(), progress=False)[1].synthetic_draws == 0
-    for bad in (1.5, -0.1, "half"):
+    for bad in (1.5, -0.1):
         with pytest.raises(ValueError, match="`synthetic_until` must be a share of the steps"):
+            SegmenterTrainingConfig(synthetic_until=bad, model=TINY)
+    for bad in ("half", True, None):
+        with pytest.raises(TypeError, match="`synthetic_until` must be a number"):
             SegmenterTrainingConfig(synthetic_until=bad, model=TINY)
 
 

@@ -79,6 +79,19 @@ class CoNSePReader(DatasetReader):
         labels = sorted((folder / "Labels").glob("*.mat"))
         return [self._load_one(folder, path) for path in self._progress(labels, split, len(labels))]
 
+    def load_tiles(self, split: str) -> list[Sample]:
+        """Every whole tile of ``split``: stitched from its patches, or as stored in the original layout.
+
+        HoVer-Net and its successors score CoNSeP per whole 1000-px tile; scoring 256-px patches
+        gives other numbers for the same predictions (nuclei cut at patch borders count twice,
+        and the detection F1's pairing sees fewer nuclei at once), so use tiles to compare with them.
+        """
+        if self.patch_table is None:
+            return self.load(split)
+        self._check_split(split)
+        tiles = sorted({r["tile"] for r in self.patch_table.values() if r["split"] == split})
+        return [self.stitch_tile(split, t) for t in self._progress(tiles, split, len(tiles))]
+
     def stitch_tile(self, split: str, tile: str) -> Sample:
         """Reassemble one tile of the patch layout from its 4x4 grid of patches.
 
