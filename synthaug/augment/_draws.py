@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from synthaug._validation import check_choice
+from synthaug._validation import check_choice, check_int
 from synthaug.data import Sample
 
 COUNT_BY = ("instances", "pixels")
@@ -140,6 +140,7 @@ def sample_draw_probabilities(
     """
     if not len(samples):
         raise ValueError("`samples` is empty; pass the training samples to weight.")
+    check_int(num_types, "num_types", minimum=1, hint="the dataset's number of nucleus types")
     if isinstance(uniform_share, bool) or not isinstance(uniform_share, (int, float)):
         raise TypeError(f"`uniform_share` must be a number in [0, 1], got {uniform_share!r}.")
     if not 0 <= uniform_share <= 1:

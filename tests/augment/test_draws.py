@@ -76,6 +76,8 @@ def test_real_sample_weights_refuse_bad_input():
         sample_draw_probabilities(samples, 1, target_types=[1])
     with pytest.raises(ValueError, match="`samples` is empty"):
         sample_draw_probabilities([], 4, target_types=[1])
+    with pytest.raises(TypeError, match="num_types"):
+        sample_draw_probabilities(samples, "4", target_types=[1])
 
 
 def test_hv_targets_follow_the_synthetic_masks_after_flips(make_cache):
