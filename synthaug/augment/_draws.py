@@ -110,12 +110,12 @@ def draw_probabilities(
     check_choice(count_by, "count_by", COUNT_BY)
     length = check_cache(cache)
     num_types = int(cache.num_types)
+    w = _type_weights(num_types, target_types, type_weights)  # validates even when unused
     if target_types is None and not type_weights:
-        _type_weights(num_types, target_types, type_weights)  # still validates a wrong type
         return np.full(length, 1.0 / length)
     counts = cache.type_instance_counts() if count_by == "instances" else cache.type_pixel_counts()
     counts = np.asarray(counts, dtype=np.float64)[:length]
-    return _weighted_by_types(counts, target_types, type_weights, "cached sample", f" (by {count_by})")
+    return _weighted_by_types(counts, w, "cached sample", f" (by {count_by})")
 
 
 def sample_draw_probabilities(
@@ -146,7 +146,7 @@ def sample_draw_probabilities(
     if not 0 <= uniform_share <= 1:
         raise ValueError(f"`uniform_share` must lie in [0, 1], got {uniform_share!r}.")
     uniform = np.full(len(samples), 1.0 / len(samples))
-    _type_weights(num_types, target_types, type_weights)
+    w = _type_weights(num_types, target_types, type_weights)
     if uniform_share == 1 or (target_types is None and not type_weights):
         return uniform
     counts = np.zeros((len(samples), num_types + 1))
@@ -155,7 +155,7 @@ def sample_draw_probabilities(
         if types.size and (types.min() < 0 or types.max() > num_types):
             raise ValueError(f"sample {sample.name!r} has type ids outside 0..{num_types} (`num_types`).")
         counts[i] = np.bincount(types, minlength=num_types + 1)
-    weighted = _weighted_by_types(counts, target_types, type_weights, "sample")
+    weighted = _weighted_by_types(counts, w, "sample")
     return uniform_share * uniform + (1 - uniform_share) * weighted
 
 
@@ -177,15 +177,8 @@ def _type_weights(
     return w
 
 
-def _weighted_by_types(
-    counts: np.ndarray,
-    target_types: Iterable[int] | None,
-    type_weights: Mapping[int, float] | None,
-    what: str,
-    how: str = "",
-) -> np.ndarray:
+def _weighted_by_types(counts: np.ndarray, w: np.ndarray, what: str, how: str = "") -> np.ndarray:
     """``counts @ w`` normalised: the one weighting rule of cached pairs and real samples."""
-    w = _type_weights(counts.shape[1] - 1, target_types, type_weights)
     score = counts @ w
     total = score.sum()
     if total <= 0:
