@@ -33,8 +33,15 @@ centroid pairing, 12 px). Outputs in
 (``{arm: {metric: {mean, std, n}}}``), ``scores.png`` (per-type F1 and PQ per arm, seed spread) and
 ``predictions.png`` (a test patch, its truth and each arm's prediction).
 
+``--whole-tiles`` also scores every finished run on the 14 whole CoNSeP test tiles, stitched from
+their patches (HoVer-Net's protocol, the one of the published numbers; ``CoNSePReader.load_tiles``),
+once per run into ``whole_tiles.json`` beside its ``result.json`` (about 80 s per run on 2 cores);
+the report adds ``summary_whole_tiles.json`` and the paired differences on tiles. Toy layouts
+(``--quick`` without data) are whole tiles already and are scored as they are.
+
     python benchmarks/dice_with_synthesis.py --work-dir runs/dice --minutes 120   # CPU, resumable
     python benchmarks/dice_with_synthesis.py --quick --out /tmp/dice_quick       # smoke test
+    python benchmarks/dice_with_synthesis.py --work-dir runs/dice --whole-tiles  # + per-tile scores
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from _common import (  # noqa: E402
 )
 from _dice_caches import RARE, sample_caches  # noqa: E402
 
+TILES_FILE = "whole_tiles.json"  # a run's scores on whole test tiles, beside its result.json
 ARMS = ("real100", "real100+targeted", "real10", "real10+untargeted", "real10+targeted")
 # the real-only arms without ImageNet weights; real tiles over-sampled towards the rare class
 ABLATIONS = ("real100-random-init", "real10-random-init", "real10+oversampled")
@@ -139,7 +147,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.5,
         help="share of the steps drawing synthetic pairs; real tiles only after (default 0.5; 1: throughout)",
     )
-    parser.add_argument("--minutes", type=float, default=None, help="start no new run after this long")
+    parser.add_argument(
+        "--whole-tiles",
+        action="store_true",
+        help="also score each finished run on the whole test tiles (HoVer-Net's protocol), once per run",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="start no new run (or tile scoring) after this long"
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of the arms")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="a few steps on toy data and toy caches")
@@ -229,8 +244,44 @@ def keep_of(arm: str) -> str:
     return arm.split("+")[0].removesuffix("-random-init").removeprefix("real")
 
 
+def _run_file(args, arm: str, seed: int, name: str) -> Path:
+    return args.work_dir / "runs" / arm / f"seed{seed}" / name
+
+
 def _finished(args, arm: str, seed: int) -> bool:
-    return (args.work_dir / "runs" / arm / f"seed{seed}" / "result.json").is_file()
+    return _run_file(args, arm, seed, "result.json").is_file()
+
+
+def load_test_tiles(args, splits) -> list:
+    """The whole test tiles: CoNSeP's stitched from its patches; toy layouts are whole already."""
+    if not args.data.is_dir():
+        return splits["100"].test
+    from synthaug.data import open_dataset
+
+    reader = open_dataset(args.data)
+    if not hasattr(reader, "load_tiles"):
+        raise SystemExit(
+            f"--whole-tiles: the {type(reader).__name__} of {args.data} knows no tiles to stitch its "
+            "patches into; drop --whole-tiles (its patches are scored as they are)."
+        )
+    tiles = reader.load_tiles("test")
+    return tiles[:2] if args.quick else tiles
+
+
+def score_whole_tiles(args, arm: str, seed: int, tiles: list, type_names) -> dict:
+    """Score one finished run's saved model on whole tiles, with the marker threshold it was scored at."""
+    from synthaug.segment import evaluate_segmenter, load_segmenter
+
+    result = json.loads(_run_file(args, arm, seed, "result.json").read_text())
+    model = load_segmenter(_run_file(args, arm, seed, "train") / "model", device=args.device)
+    started = time.time()
+    table, _ = evaluate_segmenter(
+        model, tiles, type_names=dict(type_names), progress=False, marker_threshold=result["marker_threshold"]
+    )
+    record = {"metrics": table, "num_tiles": len(tiles), "seconds": time.time() - started}
+    write_json(_run_file(args, arm, seed, TILES_FILE), record)
+    print(f"{arm} s{seed} on {len(tiles)} whole tiles: PQ {table['PQ']:.3f}")
+    return record
 
 
 def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
@@ -337,14 +388,21 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     splits, data_note = load_splits(args)
     caches, cache_note = prepare_caches(args, splits)
+    tiles = load_test_tiles(args, splits) if args.whole_tiles else None
     skipped = []
     for seed in range(args.seeds):  # seed-major, so a partial benchmark has every arm at equal n
         for arm in args.arms:
             late = args.minutes is not None and time.time() - started > 60 * args.minutes
-            if late and not _finished(args, arm, seed):
-                skipped.append(f"{arm} s{seed}")
-                continue
-            run_arm(args, arm, seed, splits, caches)
+            if not _finished(args, arm, seed):
+                if late:
+                    skipped.append(f"{arm} s{seed}")
+                    continue
+                run_arm(args, arm, seed, splits, caches)
+            if tiles is not None and not _run_file(args, arm, seed, TILES_FILE).is_file():
+                if late:
+                    skipped.append(f"{arm} s{seed} (whole tiles)")
+                    continue
+                score_whole_tiles(args, arm, seed, tiles, splits["100"].type_names)
     report(args, splits, data_note, cache_note)
     if skipped:
         print(f"time budget spent; not started: {', '.join(skipped)} (run the same command to continue)")
@@ -352,14 +410,53 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def finished_runs(work_dir: Path) -> dict[str, list[dict]]:
-    """Every finished run under ``work_dir``, ``{arm: [result, ...]}`` by seed, arms in report order."""
+    """Every finished run under ``work_dir``, ``{arm: [result, ...]}`` by seed, arms in report order.
+
+    A run scored on whole tiles carries them as ``result["metrics_whole_tiles"]``.
+    """
     per_arm = {}
     for arm in ARMS + ABLATIONS:
-        files = sorted((work_dir / "runs" / arm).glob("seed*/result.json"))
-        rows = sorted((json.loads(f.read_text()) for f in files), key=lambda r: r["seed"])
+        rows = []
+        for file in (work_dir / "runs" / arm).glob("seed*/result.json"):
+            row = json.loads(file.read_text())
+            if (file.parent / TILES_FILE).is_file():
+                row["metrics_whole_tiles"] = json.loads((file.parent / TILES_FILE).read_text())["metrics"]
+            rows.append(row)
         if rows:
-            per_arm[arm] = rows
+            per_arm[arm] = sorted(rows, key=lambda r: r["seed"])
     return per_arm
+
+
+def summarise(per_arm: dict[str, list[dict]], key: str = "metrics") -> dict:
+    """``{arm: {metric: {mean, std, n}}}`` over the runs that have ``key`` (their patch or tile scores)."""
+    summary = {}
+    for arm, rows in per_arm.items():
+        scored = [r[key] for r in rows if key in r]
+        if scored:
+            summary[arm] = {
+                m: dict(zip(("mean", "std"), mean_std([t[m] for t in scored])), n=len(scored))
+                for m in METRICS
+                if m in scored[0]
+            }
+    return summary
+
+
+def compare_to_twins(per_arm: dict[str, list[dict]], summary: dict, key: str = "metrics") -> dict:
+    """Each arm's paired differences to its real-only twin, over the seeds both have ``key`` for."""
+    comparisons = {}
+    for arm, twin in TWIN.items():
+        if arm in summary and twin in summary:
+            runs = {a: {r["seed"]: r[key] for r in per_arm[a] if key in r} for a in (arm, twin)}
+            seeds = sorted(set(runs[arm]) & set(runs[twin]))
+            comparisons[arm] = {
+                "baseline": twin,
+                "seeds": seeds,
+                **{
+                    m: paired_comparison([runs[arm][s][m] for s in seeds], [runs[twin][s][m] for s in seeds])
+                    for m in summary[arm]
+                },
+            }
+    return comparisons
 
 
 def report(args, splits, data_note: str, cache_note: str) -> None:
@@ -368,26 +465,9 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     per_arm = finished_runs(args.work_dir)
     results = [r for rows in per_arm.values() for r in rows]
-    summary = {
-        arm: {
-            m: dict(zip(("mean", "std"), mean_std([r["metrics"][m] for r in rows])), n=len(rows))
-            for m in METRICS
-            if m in rows[0]["metrics"]
-        }
-        for arm, rows in per_arm.items()
-    }
-    comparisons = {}
-    for arm, twin in TWIN.items():
-        if arm in per_arm and twin in per_arm:
-            seeds = sorted({r["seed"] for r in per_arm[arm]} & {r["seed"] for r in per_arm[twin]})
-            comparisons[arm] = {
-                "baseline": twin,
-                "seeds": seeds,
-                **{
-                    m: paired_comparison(_by_seed(per_arm[arm], m, seeds), _by_seed(per_arm[twin], m, seeds))
-                    for m in summary[arm]
-                },
-            }
+    summary, tiles = summarise(per_arm), summarise(per_arm, "metrics_whole_tiles")
+    comparisons = compare_to_twins(per_arm, summary)
+    tile_comparisons = compare_to_twins(per_arm, tiles, "metrics_whole_tiles")
     b = args.budget
     record = {
         "benchmark": "dice_with_synthesis",
@@ -422,10 +502,14 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
         "training_wall_hours": sum(r["train_seconds"] for r in results) / 3600,  # on `threads` cores
         "summary": summary,
         "vs_real_only": comparisons,
+        "summary_whole_tiles": tiles,  # the runs scored with --whole-tiles: HoVer-Net's protocol
+        "vs_real_only_whole_tiles": tile_comparisons,
         "runs": results,
     }
     write_json(args.out / "results.json", record)
     write_json(args.out / "summary.json", summary)
+    if tiles:
+        write_json(args.out / "summary_whole_tiles.json", tiles)
     title = (
         "SMOKE TEST - " if args.quick else ""
     ) + f"{data_note}; {b.steps} steps x {b.batch_size} crops of {b.crop} px"
@@ -435,6 +519,9 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
     shown = {arm: args.work_dir / "runs" / arm / "seed0" / "figure_prediction.npy" for arm in per_arm}
     missing = [arm for arm, f in shown.items() if not f.is_file()]
     print_table(summary, comparisons)
+    if tiles:
+        print("\nOn whole test tiles:")
+        print_table(tiles, tile_comparisons)
     print(f"wrote {args.out}/results.json, summary.json, scores.png")
     if missing:  # e.g. a work dir rebuilt from results.json: keep the figure that shows every arm
         print(f"predictions.png left as it is: no seed-0 prediction kept for {', '.join(missing)}")
@@ -444,10 +531,6 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
         args.out / "predictions.png", dpi=110
     )
     print(f"wrote {args.out}/predictions.png")
-
-
-def _by_seed(rows: list[dict], metric: str, seeds: list[int]) -> list[float]:
-    return [next(r for r in rows if r["seed"] == s)["metrics"][metric] for s in seeds]
 
 
 if __name__ == "__main__":

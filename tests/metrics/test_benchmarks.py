@@ -53,6 +53,21 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert bench.main([*argv, "--seeds", "3"]) == 0
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
     assert json.loads((out / "summary.json").read_text())["real100"]["PQ"]["n"] == 3
+    # --whole-tiles scores finished runs once more, on whole tiles (toy layouts are whole already,
+    # so their tile scores are their patch scores); it trains nothing and scores each run once
+    assert bench.main([*argv, "--seeds", "1", "--whole-tiles"]) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
+    scored = {p: p.stat().st_mtime_ns for p in work.glob("runs/*/seed*/whole_tiles.json")}
+    assert {p.parent.name for p in scored} == {"seed0"} and len(scored) == len(bench.ARMS)
+    record = json.loads((out / "results.json").read_text())
+    tiles = json.loads((out / "summary_whole_tiles.json").read_text())
+    assert tiles == record["summary_whole_tiles"] and set(tiles) == set(bench.ARMS)
+    assert tiles["real10"]["PQ"]["n"] == 1 and record["summary"]["real10"]["PQ"]["n"] == 3
+    run = next(r for r in record["runs"] if (r["arm"], r["seed"]) == ("real10+targeted", 0))
+    assert run["metrics_whole_tiles"] == pytest.approx(run["metrics"], nan_ok=True)
+    assert record["vs_real_only_whole_tiles"]["real10+targeted"]["seeds"] == [0]
+    assert bench.main([*argv, "--seeds", "3", "--arms", "real10", "--whole-tiles", "--minutes", "0"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in work.glob("runs/*/seed*/whole_tiles.json")} == scored
     # naming one arm runs nothing new and still reports every finished run
     assert bench.main([*argv, "--seeds", "3", "--arms", "real10"]) == 0
     assert set(json.loads((out / "summary.json").read_text())) == set(bench.ARMS)
