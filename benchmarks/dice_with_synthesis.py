@@ -111,7 +111,7 @@ class Budget:
     test_every: int  # score every n-th test patch (1: all)
 
 
-FULL = Budget(steps=1500, batch_size=8, crop=128, num_synthetic=256, sampler_steps=15, test_every=1)
+FULL = Budget(steps=3000, batch_size=8, crop=128, num_synthetic=256, sampler_steps=15, test_every=1)
 QUICK = Budget(steps=3, batch_size=2, crop=64, num_synthetic=8, sampler_steps=2, test_every=1)
 
 
@@ -122,7 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "dice_with_synthesis")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "dice_consep")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, help="optimiser steps per run (default 1500; quick 3)")
+    parser.add_argument("--steps", type=int, help="optimiser steps per run (default 3000; quick 3)")
     parser.add_argument(
         "--prob-full", type=float, default=0.25, help="synthetic draw probability, 100 %% arms"
     )

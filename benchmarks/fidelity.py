@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "train one on the reference split into --work-dir/judge, or reuse the one there)",
     )
     parser.add_argument("--judge-steps", type=int, default=1500,
-                        help="--model: training steps of the judge (default 1500, the Dice benchmark's)")
+                        help="--model: training steps of the judge (default 1500, the model card's recipe)")
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "fidelity",
                         help="--model: where the judge segmenter is trained (default runs/fidelity)")
     parser.add_argument("--data", type=Path, default=(REPO / ".." / "shared" / "data" / "consep").resolve())
