@@ -273,7 +273,11 @@ def score_whole_tiles(args, arm: str, seed: int, tiles: list, type_names) -> dic
     from synthaug.segment import evaluate_segmenter, load_segmenter
 
     result = json.loads(_run_file(args, arm, seed, "result.json").read_text())
-    model = load_segmenter(_run_file(args, arm, seed, "train") / "model", device=args.device)
+    folder = _run_file(args, arm, seed, "train") / "model"
+    if not folder.is_dir():  # e.g. a work dir rebuilt from results.json: nothing to score
+        print(f"{arm} s{seed}: no saved model in {folder}; not scored on whole tiles")
+        return {}
+    model = load_segmenter(folder, device=args.device)
     started = time.time()
     table, _ = evaluate_segmenter(
         model, tiles, type_names=dict(type_names), progress=False, marker_threshold=result["marker_threshold"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -68,6 +69,10 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert record["vs_real_only_whole_tiles"]["real10+targeted"]["seeds"] == [0]
     assert bench.main([*argv, "--seeds", "3", "--arms", "real10", "--whole-tiles", "--minutes", "0"]) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("runs/*/seed*/whole_tiles.json")} == scored
+    # a run whose model is gone (a work dir rebuilt from results) is reported, not scored
+    shutil.rmtree(work / "runs" / "real10" / "seed1" / "train" / "model")
+    assert bench.main([*argv, "--seeds", "2", "--arms", "real10", "--whole-tiles"]) == 0
+    assert not (work / "runs" / "real10" / "seed1" / "whole_tiles.json").exists()
     # naming one arm runs nothing new and still reports every finished run
     assert bench.main([*argv, "--seeds", "3", "--arms", "real10"]) == 0
     assert set(json.loads((out / "summary.json").read_text())) == set(bench.ARMS)
