@@ -84,6 +84,12 @@ def test_consep_original_layout_tiles_are_its_samples(tmp_path):
     assert [t.name for t in reader.load_tiles("test")] == [s.name for s in reader.load("test")]
 
 
+def test_readers_without_tiles_refuse_whole_tiles_naming_the_fix(tmp_path):
+    toys.write_folder(tmp_path)
+    with pytest.raises(ValueError, match="knows no tiles to stitch .* score its samples as they are"):
+        open_dataset(tmp_path).load_tiles("train")
+
+
 def test_consep_table_id_missing_from_mask_names_the_file(tmp_path):
     toys.write_consep_original(tmp_path, {"train": 1})
     path = tmp_path / "Train" / "Labels" / "train_1.mat"

@@ -96,6 +96,20 @@ class DatasetReader(ABC):
             ValueError: for an unknown split, or naming the file when a file is malformed.
         """
 
+    def load_tiles(self, split: str) -> list[Sample]:
+        """Every whole tile of ``split``, for readers whose samples are patches cut from tiles.
+
+        A dataset stored as whole images knows no tiles to reassemble; readers of patch layouts
+        (``CoNSePReader``) override this.
+
+        Raises:
+            ValueError: always here, naming the fix.
+        """
+        raise ValueError(
+            f"the {type(self).__name__} of {self.root} knows no tiles to stitch its samples into; "
+            "score its samples as they are."
+        )
+
     def _check_split(self, split: str) -> None:
         valid = self.splits()
         if split not in valid:
