@@ -80,6 +80,17 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert bench.main([*argv, "--seeds", "1", "--arms", "real10+oversampled"]) == 0
     record = json.loads((out / "results.json").read_text())
     assert record["vs_real_only"]["real10+oversampled"]["baseline"] == "real10"
+    # every run records its steps; the arms on every tile may train longer (--steps-full), and a
+    # finished run of another step count stops the benchmark instead of being mixed in
+    assert {r["steps"] for r in record["runs"]} == {bench.QUICK.steps}
+    with pytest.raises(SystemExit, match="trained for 3 steps, not 5: pass --steps-full 3"):
+        bench.main([*argv, "--seeds", "1", "--arms", "real100", "--steps-full", "5"])
+    assert bench.main([*argv, "--seeds", "1", "--arms", "real100-random-init", "--steps-full", "5"]) == 0
+    record = json.loads((out / "results.json").read_text())
+    longer = next(r for r in record["runs"] if r["arm"] == "real100-random-init")
+    assert longer["steps"] == 5 and record["config"]["steps_full"] == 5 and record["config"]["steps"] == 3
+    history = work / "runs" / "real100-random-init" / "seed0" / "train" / "training_history.json"
+    assert len(json.loads(history.read_text())["losses"]) == 5
 
 
 @pytest.mark.slow
