@@ -23,9 +23,10 @@ draw pairs in proportion to their epithelial nuclei). With ``--real-types-only``
 train the NP and HV branches but not the type head. Synthetic pairs are drawn in the first half of
 the steps only (``--synthetic-until 0.5``): the second half, at the one-cycle schedule's low learning
 rates, sees real tiles only (``1``: synthetic draws throughout, as the runs before 2026-12-07).
-Every (arm, seed) run writes its result (with its step count) when it finishes, so the benchmark
-runs across sessions: call it again and it continues (a finished run of another step count is
-refused, not mixed in); ``--minutes`` stops starting new runs after that budget. The report
+Every (arm, seed) run writes its result (with its settings: steps, synthetic draw probability and
+the rest, ``run_settings``) when it finishes, so the benchmark runs across sessions: call it again
+and it continues (a finished run of other settings is refused with the flag to pass, not mixed in);
+``--minutes`` stops starting new runs after that budget. The report
 is rebuilt from every finished run in ``--work-dir`` each time (whatever ``--arms`` names), and
 caches are sampled only for arms that still have runs to do.
 
@@ -271,18 +272,58 @@ def _run_file(args, arm: str, seed: int, name: str) -> Path:
     return args.work_dir / "runs" / arm / f"seed{seed}" / name
 
 
+def run_settings(args, arm: str) -> dict:
+    """What a run of ``arm`` was trained with besides its seed, recorded in its ``result.json``.
+
+    A real-only arm has its steps only; a synthetic arm adds how often and until when it drew pairs
+    and whether they trained the type head; a targeted one the share and targeting of its masks.
+    """
+    settings = {"steps": args.budget.steps_of(arm)}
+    if arm in CACHE_OF or arm.endswith("+oversampled"):
+        settings["prob"] = args.prob_scarce if keep_of(arm) == "10" else args.prob_full
+    if arm in CACHE_OF:
+        settings["synthetic_until"] = args.synthetic_until
+        settings["synthetic_types"] = not args.real_types_only
+    if arm in CACHE_OF and "untargeted" not in arm:
+        settings["share"] = args.share
+        settings["targeting"] = args.targeting
+    return settings
+
+
+def _flag(arm: str, name: str, value) -> str:
+    """The command-line flag that asks for ``value`` of setting ``name`` for ``arm``."""
+    if name == "synthetic_types":
+        return "no --real-types-only" if value else "--real-types-only"
+    full = keep_of(arm) == "100"
+    flag = {
+        "steps": "--steps-full" if full else "--steps",
+        "prob": "--prob-full" if full else "--prob-scarce",
+        "synthetic_until": "--synthetic-until",
+        "share": "--share",
+        "targeting": "--targeting",
+    }[name]
+    return f"{flag} {value}"
+
+
 def _finished(args, arm: str, seed: int) -> bool:
-    """Whether (arm, seed) has its result; one trained for another step count stops the benchmark."""
+    """Whether (arm, seed) has its result; one run with other settings stops the benchmark.
+
+    Steps are checked on every run; the other settings on the runs that record them (from
+    2026-12-07 on).
+    """
     file = _run_file(args, arm, seed, "result.json")
     if not file.is_file():
         return False
-    steps, wanted = json.loads(file.read_text()).get("steps"), args.budget.steps_of(arm)
-    if steps != wanted:
-        flag = "--steps-full" if keep_of(arm) == "100" else "--steps"
-        raise SystemExit(
-            f"{file} was trained for {steps} steps, not {wanted}: pass {flag} {steps} to continue this "
-            "benchmark, or another --work-dir for a new one (finished runs are never mixed or replaced)."
-        )
+    record = json.loads(file.read_text())
+    for name, wanted in run_settings(args, arm).items():
+        if name != "steps" and name not in record:
+            continue
+        if record.get(name) != wanted:
+            raise SystemExit(
+                f"{file} was run with {name} {record.get(name)}, not {wanted}: pass "
+                f"{_flag(arm, name, record.get(name))} to continue this benchmark, or another --work-dir for "
+                "a new one (finished runs are never mixed or replaced)."
+            )
     return True
 
 
@@ -327,12 +368,13 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         return json.loads(result_file.read_text())
     split = splits[keep_of(arm)]
     names = dict(split.type_names)
+    settings = run_settings(args, arm)
     synthetic = None
     if arm in CACHE_OF:
         rare = split.vocabulary.resolve(RARE)
         synthetic = SyntheticAugment(
             caches[CACHE_OF[arm]],
-            prob=args.prob_scarce if keep_of(arm) == "10" else args.prob_full,
+            prob=settings["prob"],
             target_types=[rare] if "targeted" in arm and "untargeted" not in arm else None,
             num_types=max(names),
             type_names=names,
@@ -340,7 +382,7 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         ).set_random_state(seed)
     b = args.budget
     config = SegmenterTrainingConfig(
-        steps=b.steps_of(arm),
+        steps=settings["steps"],
         batch_size=b.batch_size,
         crop=b.crop,
         seed=seed,
@@ -355,7 +397,7 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
             split.train,
             split.vocabulary.num_types,
             target_types=[split.vocabulary.resolve(RARE)],
-            uniform_share=1 - args.prob_scarce,
+            uniform_share=1 - settings["prob"],
         )
     started = time.time()
     if (folder / "train" / "model").is_dir():  # trained, killed before scoring: score it now
@@ -378,7 +420,7 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
     result = {
         "arm": arm,
         "seed": seed,
-        "steps": config.steps,
+        **settings,
         "metrics": table,
         "num_train": len(split.train),
         "synthetic_fraction": history.synthetic_fraction,

@@ -375,23 +375,31 @@ def _save_checkpoint(path: Path, model, optimizer, schedule, history, config, st
     for index, slots in opt["state"].items():
         for name, value in slots.items():
             tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    # Each step's tensors get their own file, named in state.json, which is replaced last: a kill at any
+    # point leaves state.json beside the very tensors it describes (one shared file name would pair, for
+    # a kill between two renames, newer weights with an older step and schedule).
+    name = f"tensors-{step:07d}.safetensors"
     save_file(tensors, path / ".tensors.tmp")
+    (path / ".tensors.tmp").replace(path / name)
     state = {
         "step": step,
+        "tensors": name,
         "config": _jsonable(config),
         "param_groups": opt["param_groups"],
         "schedule": schedule.state_dict(),
         "history": asdict(history),
     }
     (path / ".state.tmp").write_text(json.dumps(state))
-    # Tensors first, then the JSON that points at them: state.json always describes a complete pair.
-    (path / ".tensors.tmp").replace(path / "tensors.safetensors")
     (path / ".state.tmp").replace(path / "state.json")
+    for old in path.glob("tensors*.safetensors"):  # superseded checkpoints of this run
+        if old.name != name:
+            old.unlink()
 
 
 def _restore(path: Path, model, optimizer, schedule, device) -> TrainingHistory:
-    tensors = load_file(path / "tensors.safetensors", device="cpu")
     state = json.loads((path / "state.json").read_text())
+    # (checkpoints written before 2026-12-07 name no file: theirs is tensors.safetensors)
+    tensors = load_file(path / state.get("tensors", "tensors.safetensors"), device="cpu")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     slots: dict[int, dict] = {}
     for key, value in tensors.items():

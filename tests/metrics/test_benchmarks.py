@@ -80,10 +80,15 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert bench.main([*argv, "--seeds", "1", "--arms", "real10+oversampled"]) == 0
     record = json.loads((out / "results.json").read_text())
     assert record["vs_real_only"]["real10+oversampled"]["baseline"] == "real10"
-    # every run records its steps; the arms on every tile may train longer (--steps-full), and a
-    # finished run of another step count stops the benchmark instead of being mixed in
+    # every run records its settings; the arms on every tile may train longer (--steps-full), and a
+    # finished run of other settings stops the benchmark instead of being mixed in
     assert {r["steps"] for r in record["runs"]} == {bench.QUICK.steps}
-    with pytest.raises(SystemExit, match="trained for 3 steps, not 5: pass --steps-full 3"):
+    run = next(r for r in record["runs"] if r["arm"] == "real10+targeted")
+    assert (run["prob"], run["synthetic_until"], run["targeting"]) == (0.5, 0.5, "select")
+    assert "prob" not in next(r for r in record["runs"] if r["arm"] == "real10")
+    with pytest.raises(SystemExit, match="prob 0.5, not 0.2: pass --prob-scarce 0.5"):
+        bench.main([*argv, "--seeds", "1", "--arms", "real10+targeted", "--prob-scarce", "0.2"])
+    with pytest.raises(SystemExit, match="steps 3, not 5: pass --steps-full 3"):
         bench.main([*argv, "--seeds", "1", "--arms", "real100", "--steps-full", "5"])
     assert bench.main([*argv, "--seeds", "1", "--arms", "real100-random-init", "--steps-full", "5"]) == 0
     record = json.loads((out / "results.json").read_text())

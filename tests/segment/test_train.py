@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +80,38 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_matches_its_first_steps(sa
     # a finished run is never overwritten
     with pytest.raises(ValueError, match="already holds a trained segmenter"):
         train_segmenter(samples, config, output_dir=tmp_path, progress=False)
+
+
+def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_last_whole_one(samples, tmp_path, monkeypatch):
+    config = SegmenterTrainingConfig(steps=8, batch_size=2, crop=64, checkpoint_every=3, model=TINY)
+    # killed when step 6's tensors are on disk but its state.json has not yet replaced step 3's
+    real_replace, moved = Path.replace, []
+
+    def replace(self, target):
+        if self.name == ".state.tmp":
+            moved.append(target)
+            if len(moved) == 2:
+                raise _Killed
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace)
+    with pytest.raises(_Killed):
+        train_segmenter(samples, config, output_dir=tmp_path / "torn", progress=False)
+    monkeypatch.undo()
+    state = json.loads((tmp_path / "torn" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3 and (tmp_path / "torn" / "checkpoint" / state["tensors"]).is_file()
+    # the oracle: the same run killed cleanly between its checkpoints at steps 3 and 6
+    with pytest.raises(RuntimeError, match="_KillAfter"):
+        train_segmenter(
+            samples, config, output_dir=tmp_path / "clean", synthetic=_KillAfter(9), progress=False
+        )
+    torn = train_segmenter(samples, config, output_dir=tmp_path / "torn", progress=False)[0]
+    clean = train_segmenter(samples, config, output_dir=tmp_path / "clean", progress=False)[0]
+    for (name, a), b in zip(torn.state_dict().items(), clean.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    # only the last checkpoint's tensors are kept
+    kept = [p.name for p in (tmp_path / "clean" / "checkpoint").glob("tensors*")]
+    assert kept == ["tensors-0000006.safetensors"]
 
 
 def test_a_checkpoint_of_other_settings_is_refused(samples, tmp_path):
