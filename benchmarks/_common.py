@@ -104,11 +104,13 @@ def paired_comparison(arm: Sequence[float], base: Sequence[float]) -> dict[str, 
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof 1) of the finite values; the std of fewer than two is NaN (null in
+    JSON), not 0: one seed shows no spread, it does not show that there is none."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if not len(v):
         return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")
 
 
 def calibration_tiles(train: list, most: int = 32) -> list:

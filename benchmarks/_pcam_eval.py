@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import mean_std
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -242,13 +243,8 @@ def _classifier_arm(images, labels, test_images, test_y, budget, name) -> dict:
             images, y, steps=budget.classifier_steps, seed=seed, desc=f"{name} seed {seed}"
         )
         runs.append({"seed": seed, **bootstrap_auc(test_y, predict_proba(model, test_images), seed=seed)})
-    mean, std = _mean_std([r["AUC"] for r in runs])
+    mean, std = mean_std([r["AUC"] for r in runs])
     return {"runs": runs, "AUC mean": mean, "AUC std": std, "train images": len(images)}
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    values = np.asarray(values, np.float64)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
 def score(*, args, budget, train, test, draw, synthetic, prompts, prompter_info) -> tuple[dict, dict]:

@@ -26,9 +26,9 @@ rates, sees real tiles only (``1``: synthetic draws throughout, as the runs befo
 Every (arm, seed) run writes its result (with its settings: steps, synthetic draw probability and
 the rest, ``run_settings``) when it finishes, so the benchmark runs across sessions: call it again
 and it continues (a finished run of other settings is refused with the flag to pass, not mixed in);
-``--minutes`` stops starting new runs after that budget. The report
-is rebuilt from every finished run in ``--work-dir`` each time (whatever ``--arms`` names), and
-caches are sampled only for arms that still have runs to do.
+``--minutes`` stops starting new runs after that budget. The report is rebuilt from every finished
+run in ``--work-dir`` each time (whatever ``--arms`` names), and caches are sampled only for arms
+that still have runs to do.
 
 Scoring on all CoNSeP test patches (``synthaug.segment.evaluate_segmenter``, with its default
 test-time flips): Dice, AJI, PQ (per image), mPQ (CoNIC), detection and per-type F1 (HoVer-Net's
