@@ -80,6 +80,9 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert bench.main([*argv, "--seeds", "1", "--arms", "real10+oversampled"]) == 0
     record = json.loads((out / "results.json").read_text())
     assert record["vs_real_only"]["real10+oversampled"]["baseline"] == "real10"
+    # one seed has no spread to show: its std is null, not 0
+    assert record["summary"]["real10+oversampled"]["PQ"]["n"] == 1
+    assert record["summary"]["real10+oversampled"]["PQ"]["std"] is None
     # every run records its settings; the arms on every tile may train longer (--steps-full), and a
     # finished run of other settings stops the benchmark instead of being mixed in
     assert {r["steps"] for r in record["runs"]} == {bench.QUICK.steps}
