@@ -272,6 +272,11 @@ def _run_file(args, arm: str, seed: int, name: str) -> Path:
     return args.work_dir / "runs" / arm / f"seed{seed}" / name
 
 
+def _targeted(arm: str) -> bool:
+    """Whether ``arm`` draws targeted pairs (epithelial share raised, drawn towards the rare class)."""
+    return arm in CACHE_OF and CACHE_OF[arm].startswith("targeted")
+
+
 def run_settings(args, arm: str) -> dict:
     """What a run of ``arm`` was trained with besides its seed, recorded in its ``result.json``.
 
@@ -284,7 +289,7 @@ def run_settings(args, arm: str) -> dict:
     if arm in CACHE_OF:
         settings["synthetic_until"] = args.synthetic_until
         settings["synthetic_types"] = not args.real_types_only
-    if arm in CACHE_OF and "untargeted" not in arm:
+    if _targeted(arm):
         settings["share"] = args.share
         settings["targeting"] = args.targeting
     return settings
@@ -375,7 +380,7 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         synthetic = SyntheticAugment(
             caches[CACHE_OF[arm]],
             prob=settings["prob"],
-            target_types=[rare] if "targeted" in arm and "untargeted" not in arm else None,
+            target_types=[rare] if _targeted(arm) else None,
             num_types=max(names),
             type_names=names,
             preload=True,
