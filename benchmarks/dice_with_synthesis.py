@@ -16,13 +16,15 @@ train the real-only arms from a random encoder, to measure what the ImageNet enc
 drawn with ``--prob-scarce`` in proportion to their epithelial nuclei (as the targeted arm draws its
 pairs) and uniformly otherwise.
 
-Synthetic pairs come from the shipped ``consep`` MSDM (``--model``), sampled once into three zarr
-caches under ``--work-dir`` (``_dice_caches.py``) from training masks only; ``SyntheticAugment``
-swaps a draw for a cached pair with probability ``--prob-full`` / ``--prob-scarce`` (targeted arms
-draw pairs in proportion to their epithelial nuclei). With ``--real-types-only`` synthetic draws
-train the NP and HV branches but not the type head. Synthetic pairs are drawn in the first half of
-the steps only (``--synthetic-until 0.5``): the second half, at the one-cycle schedule's low learning
-rates, sees real tiles only (``1``: synthetic draws throughout, as the runs before 2026-12-07).
+Synthetic pairs come from the shipped ``consep`` MSDM (``--model``), sampled once into three zarr caches
+under ``--work-dir`` (``_dice_caches.py``) from training masks only; ``SyntheticAugment`` swaps a draw
+for a cached pair with probability ``--prob-full`` / ``--prob-scarce`` (targeted arms draw pairs in
+proportion to their epithelial nuclei). With ``--real-types-only`` synthetic draws train the NP and HV
+branches but not the type head; with ``--rare-types-only`` the type head learns from their background
+and epithelial nuclei only, not from their painted nuclei of other types. Synthetic pairs are drawn in
+the first half of the steps only (``--synthetic-until 0.5``): the second half, at the one-cycle
+schedule's low learning rates, sees real tiles only (``1``: synthetic draws throughout, as the runs
+before 2026-12-07).
 Every (arm, seed) run writes its result (with its settings: steps, synthetic draw probability and
 the rest, ``run_settings``) when it finishes, so the benchmark runs across sessions: call it again
 and it continues (a finished run of other settings is refused with the flag to pass, not mixed in);
@@ -157,10 +159,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="select",
         help="select: the closest of 16 real crops, unedited; edit: then copy/remove nuclei to the share",
     )
-    parser.add_argument(
+    typing = parser.add_mutually_exclusive_group()
+    typing.add_argument(
         "--real-types-only",
         action="store_true",
         help="synthetic draws train NP and HV, not the type head (SegmenterTrainingConfig.synthetic_types)",
+    )
+    typing.add_argument(
+        "--rare-types-only",
+        action="store_true",
+        help=f"synthetic draws train the type head on background and {RARE} nuclei only",
     )
     parser.add_argument(
         "--synthetic-until",
@@ -288,17 +296,26 @@ def run_settings(args, arm: str) -> dict:
         settings["prob"] = args.prob_scarce if keep_of(arm) == "10" else args.prob_full
     if arm in CACHE_OF:
         settings["synthetic_until"] = args.synthetic_until
-        settings["synthetic_types"] = not args.real_types_only
+        settings["synthetic_types"] = synthetic_types(args)
     if _targeted(arm):
         settings["share"] = args.share
         settings["targeting"] = args.targeting
     return settings
 
 
+def synthetic_types(args) -> bool | list[str]:
+    """What of a synthetic draw trains the type head: all (True), none (False) or the rare class."""
+    if args.rare_types_only:
+        return [RARE]
+    return not args.real_types_only
+
+
 def _flag(arm: str, name: str, value) -> str:
     """The command-line flag that asks for ``value`` of setting ``name`` for ``arm``."""
     if name == "synthetic_types":
-        return "no --real-types-only" if value else "--real-types-only"
+        return {True: "neither --real-types-only nor --rare-types-only", False: "--real-types-only"}.get(
+            value, "--rare-types-only"
+        )
     full = keep_of(arm) == "100"
     flag = {
         "steps": "--steps-full" if full else "--steps",
@@ -391,7 +408,7 @@ def run_arm(args, arm: str, seed: int, splits, caches) -> dict:
         batch_size=b.batch_size,
         crop=b.crop,
         seed=seed,
-        synthetic_types=not args.real_types_only,
+        synthetic_types=synthetic_types(args),
         synthetic_until=args.synthetic_until,
         model=SegmenterConfig(names, pretrained=not arm.endswith("-random-init")),
     )
@@ -567,7 +584,7 @@ def report(args, splits, data_note: str, cache_note: str) -> None:
             "prob_scarce": args.prob_scarce,
             "target_share": args.share,
             "targeting": args.targeting,
-            "synthetic_types": not args.real_types_only,
+            "synthetic_types": synthetic_types(args),
             "synthetic_until": args.synthetic_until,
             "test_time_flips": True,
             "rare_type": RARE,

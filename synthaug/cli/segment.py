@@ -45,10 +45,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="draw synthetic pairs in proportion to their nuclei of this type (name or id)",
     )
-    train.add_argument(
+    typing = train.add_mutually_exclusive_group()
+    typing.add_argument(
         "--real-types-only",
         action="store_true",
         help="synthetic draws train nuclei and HV maps but not the type head (their types are mask labels)",
+    )
+    typing.add_argument(
+        "--synthetic-types",
+        default=None,
+        metavar="TYPES",
+        help="comma-separated types (names or ids) whose nuclei in synthetic draws train the type head; "
+        "their other nuclei do not (e.g. the --target-type)",
     )
     train.add_argument(
         "--synthetic-until",
@@ -112,6 +120,14 @@ def _load_split(args):
     return reader, reader.load(args.split)
 
 
+def _synthetic_types(args: argparse.Namespace) -> bool | list:
+    """``SegmenterTrainingConfig.synthetic_types`` from ``--real-types-only`` / ``--synthetic-types``."""
+    if args.synthetic_types is None:
+        return not args.real_types_only
+    names = [n.strip() for n in args.synthetic_types.split(",") if n.strip()]
+    return [int(n) if n.isdigit() else n for n in names]
+
+
 def run_train(args: argparse.Namespace) -> int:
     from synthaug._validation import default_device
     from synthaug.segment import SegmenterConfig, SegmenterTrainingConfig, train_segmenter
@@ -131,7 +147,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
-        synthetic_types=not args.real_types_only,
+        synthetic_types=_synthetic_types(args),
         synthetic_until=args.synthetic_until,
         model=SegmenterConfig(names, encoder=args.encoder, pretrained=not args.no_pretrained),
     )

@@ -18,7 +18,9 @@ tiles gives 77 % of the painted nuclei it finds their label, against 82 % of rea
 (``benchmarks/results/fidelity_consep``). With ``synthetic_types=False`` the TP terms see the real
 draws only (:func:`hovernet_loss`), so synthetic pairs teach where nuclei are, not what they are
 (measured once on CoNSeP at 10 % of the tiles: it kept inflammatory F1, 0.40 against 0.27, and lost
-epithelial, 0.31 against 0.42; so off by default).
+epithelial, 0.31 against 0.42; so off by default). Between the two, ``synthetic_types=("epithelial",)``
+types a synthetic draw's background and its nuclei of the named types only: the pairs still teach the
+class they were targeted at, and the painted nuclei of the other classes teach none.
 ``synthetic_until`` below 1 stops the synthetic draws after that share of the steps: the rest of the
 run, at the schedule's low learning rates, sees real tiles only.
 Every ``checkpoint_every`` steps the weights, optimiser and schedule are written as safetensors +
@@ -61,8 +63,11 @@ class SegmenterTrainingConfig:
         weight_decay: AdamW weight decay.
         seed: seeds the initial weights, the batch order and the augmentations.
         checkpoint_every: steps between resumable checkpoints (0: none).
-        synthetic_types: whether synthetic draws train the TP (type) head; ``False``: types are
-            learnt from the real draws only (NP and HV still learn from every draw).
+        synthetic_types: what of a synthetic draw trains the TP (type) head: ``True`` every pixel;
+            ``False`` none, types are learnt from the real draws only (NP and HV still learn from
+            every draw); type names or ids (e.g. ``("epithelial",)``): background pixels and the
+            nuclei of those types, not the other nuclei. Names resolve against
+            ``model.type_names``; stored as sorted ids.
         synthetic_until: the share of the steps that may draw synthetic pairs; the steps after it
             draw real tiles only, so the run ends on the real domain at the schedule's low learning
             rates (synthetic pre-training, real fine-tuning). ``1.0``: synthetic draws throughout.
@@ -76,7 +81,7 @@ class SegmenterTrainingConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     checkpoint_every: int = 250
-    synthetic_types: bool = True
+    synthetic_types: bool | tuple[int, ...] = True
     synthetic_until: float = 1.0
     model: SegmenterConfig = field(default_factory=SegmenterConfig)
 
@@ -90,8 +95,7 @@ class SegmenterTrainingConfig:
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"`lr` must be a positive number, got {self.lr!r}.")
         check_int(self.checkpoint_every, "checkpoint_every", minimum=0, hint="0: no checkpoints")
-        if not isinstance(self.synthetic_types, bool):
-            raise TypeError(f"`synthetic_types` must be a bool, got {self.synthetic_types!r}.")
+        self.synthetic_types = _resolve_synthetic_types(self.synthetic_types, self.model.type_names)
         if isinstance(self.synthetic_until, bool) or not isinstance(self.synthetic_until, (int, float)):
             raise TypeError(
                 "`synthetic_until` must be a number in [0, 1] (a share of the steps), "
@@ -233,8 +237,8 @@ def train_segmenter(
     for batch in bar:
         predictions = model(batch["image"].to(device))
         truth = {k: batch[k].to(device) for k in (NP, HV, TP) if k in batch}
-        typed = None if config.synthetic_types else ~batch["is_synthetic"].to(device)
-        loss = hovernet_loss(loss_fn, predictions, truth, typed_rows=typed)
+        typed = typed_pixels(batch, config.synthetic_types)
+        loss = hovernet_loss(loss_fn, predictions, truth, typed=None if typed is None else typed.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -298,22 +302,81 @@ def _draws(
 
 
 def hovernet_loss(
-    loss_fn, predictions: dict, truth: dict, *, typed_rows: torch.Tensor | None = None
+    loss_fn, predictions: dict, truth: dict, *, typed: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``loss_fn`` (a MONAI ``HoVerNetLoss``), its TP terms restricted to the draws in ``typed_rows``.
+    """``loss_fn`` (a MONAI ``HoVerNetLoss``), its TP terms restricted to the ``typed`` draws or pixels.
 
-    ``typed_rows`` is a bool per draw (``None``: every draw). NP and HV always see the whole batch;
-    TP's Dice + CE (with ``loss_fn``'s own terms and weights) see only the chosen draws, and add
-    nothing when none is chosen. With every draw chosen this is ``loss_fn(predictions, truth)``.
+    ``typed`` is a bool per draw ``(B,)`` or per pixel ``(B, H, W)`` (``None``: every pixel). NP and
+    HV always see the whole batch; TP's Dice + CE (with ``loss_fn``'s own smoothing and weights) see
+    only the chosen pixels, and add nothing when none is chosen. With every pixel chosen this is
+    ``loss_fn(predictions, truth)``; with whole draws chosen, ``loss_fn``'s TP terms on those draws.
     """
-    if typed_rows is None or TP not in predictions:
+    if typed is None or TP not in predictions:
         return loss_fn(predictions, truth)
     loss = loss_fn({k: predictions[k] for k in (NP, HV)}, {k: truth[k] for k in (NP, HV)})
-    if typed_rows.any():
-        pred, true = predictions[TP][typed_rows], truth[TP][typed_rows]
-        loss = loss + loss_fn.lambda_nc_dice * loss_fn.dice(pred, true)
-        loss = loss + loss_fn.lambda_nc_ce * loss_fn.ce(pred, true.argmax(dim=1))
-    return loss
+    pred, true = predictions[TP], truth[TP]
+    if typed.ndim == 1:
+        typed = typed[:, None, None].expand(-1, *pred.shape[2:])
+    if typed.shape != (pred.shape[0], *pred.shape[2:]):
+        raise ValueError(
+            f"`typed` must be (B,) or (B, H, W) for TP of shape {tuple(pred.shape)}, got "
+            f"{tuple(typed.shape)}."
+        )
+    if not typed.any():
+        return loss
+    from monai.losses import DiceLoss
+
+    weight = typed[:, None].to(pred.dtype)
+    # MONAI's Dice on the kept pixels: the others are zeroed in prediction and truth alike, so they add
+    # nothing to any channel's intersection or sums (over a whole draw this equals dropping the draw).
+    d = loss_fn.dice
+    dice = DiceLoss(
+        include_background=d.include_background,
+        softmax=False,
+        smooth_nr=d.smooth_nr,
+        smooth_dr=d.smooth_dr,
+        reduction=d.reduction,
+        batch=d.batch,
+    )(torch.softmax(pred, dim=1) * weight, true * weight)
+    ce = torch.nn.functional.cross_entropy(pred, true.argmax(dim=1), reduction="none")[typed].mean()
+    return loss + loss_fn.lambda_nc_dice * dice + loss_fn.lambda_nc_ce * ce
+
+
+def typed_pixels(batch: dict, synthetic_types: bool | tuple[int, ...]) -> torch.Tensor | None:
+    """Which pixels of ``batch`` train the TP head under ``synthetic_types`` (``None``: all of them).
+
+    Real draws are typed everywhere; a synthetic draw everywhere (``True``), nowhere (``False``), or on
+    its background and its nuclei of the ``synthetic_types`` ids.
+    """
+    if synthetic_types is True or TP not in batch:
+        return None
+    real = ~batch["is_synthetic"]
+    if synthetic_types is False:
+        return real
+    kept = torch.isin(batch[TP].argmax(dim=1), torch.tensor((0, *synthetic_types)))
+    return real[:, None, None] | kept
+
+
+def _resolve_synthetic_types(value, type_names: dict[int, str]) -> bool | tuple[int, ...]:
+    """``True``/``False`` as they are; type names or ids as sorted ids of ``type_names``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, int)) or not isinstance(value, Sequence) or not value:
+        raise TypeError(
+            "`synthetic_types` must be True, False or a non-empty sequence of type names or ids "
+            f"(e.g. ('epithelial',)), got {value!r}."
+        )
+    ids = {name: i for i, name in type_names.items()}
+    resolved = set()
+    for item in value:
+        label = ids.get(item) if isinstance(item, str) else item
+        if isinstance(label, bool) or not isinstance(label, int) or label not in type_names:
+            raise ValueError(
+                f"`synthetic_types` names {item!r}, not a type of the model; choose among "
+                f"{sorted(type_names.items())} (names or ids)."
+            )
+        resolved.add(label)
+    return tuple(sorted(resolved))
 
 
 def _check_train(train: Sequence[Sample], crop: int) -> list[Sample]:

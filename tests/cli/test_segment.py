@@ -58,7 +58,7 @@ def test_a_dataset_without_types_gets_type_free_metrics(tmp_path):
     assert set(metrics) == set(TYPE_FREE_METRICS)
 
 
-def test_synthetic_pairs_from_a_store_stop_after_synthetic_until(tmp_path):
+def test_synthetic_pairs_from_a_store_stop_after_synthetic_until(tmp_path, capsys):
     from synthaug.sampling.cache import SyntheticCache
 
     toys.write_folder(tmp_path / "data")
@@ -73,9 +73,13 @@ def test_synthetic_pairs_from_a_store_stop_after_synthetic_until(tmp_path):
     run = tmp_path / "run"
     argv = ["segment", "train", "--data", str(tmp_path / "data"), "--out", str(run), *FAST]
     argv += ["--steps", "4", "--cache", store.url, "--prob", "1", "--synthetic-until", "0.5"]
-    assert main(argv) == 0
+    assert main([*argv, "--synthetic-types", "lymphocyte"]) == 0
     record = json.loads((run / "training_history.json").read_text())
     assert record["config"]["synthetic_until"] == 0.5 and record["synthetic_fraction"] == 0.5
+    assert record["config"]["synthetic_types"] == [2]  # the synthetic pairs typed their lymphocytes only
+    capsys.readouterr()
+    assert main([*argv[:5], str(tmp_path / "run2"), *argv[6:], "--synthetic-types", "mitotic"]) == 2
+    assert "names 'mitotic', not a type of the model" in capsys.readouterr().err
 
 
 def test_whole_tiles_are_scored_stitched_from_their_patches(tmp_path, capsys):

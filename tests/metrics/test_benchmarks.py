@@ -91,6 +91,8 @@ def test_dice_benchmark_quick_on_toy_data_writes_every_arm_and_resumes(tmp_path)
     assert "prob" not in next(r for r in record["runs"] if r["arm"] == "real10")
     with pytest.raises(SystemExit, match="prob 0.5, not 0.2: pass --prob-scarce 0.5"):
         bench.main([*argv, "--seeds", "1", "--arms", "real10+targeted", "--prob-scarce", "0.2"])
+    with pytest.raises(SystemExit, match="synthetic_types True, not .'epithelial'.: pass neither"):
+        bench.main([*argv, "--seeds", "1", "--arms", "real10+targeted", "--rare-types-only"])
     with pytest.raises(SystemExit, match="steps 3, not 5: pass --steps-full 3"):
         bench.main([*argv, "--seeds", "1", "--arms", "real100", "--steps-full", "5"])
     assert bench.main([*argv, "--seeds", "1", "--arms", "real100-random-init", "--steps-full", "5"]) == 0

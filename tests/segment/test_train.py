@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from synthaug.augment import HVMaps
 from synthaug.data.record import Sample
 from synthaug.segment import SegmenterConfig, SegmenterTrainingConfig, load_segmenter, train_segmenter
 from synthaug.segment.model import HV, NP, TP
-from synthaug.segment.train import collate_batch, hovernet_loss, training_transform
+from synthaug.segment.train import collate_batch, hovernet_loss, training_transform, typed_pixels
 
 from .conftest import NAMES
 
@@ -228,34 +229,97 @@ def _loss_inputs(seed: int = 0):
     return preds, truth
 
 
+def _masked_tp_oracle(pred, true, kept, smooth=1e-3):
+    """MONAI's TP terms written out on the kept pixels only: Dice summed over channels + mean CE."""
+    p = torch.softmax(pred, dim=1).permute(1, 0, 2, 3)[:, kept]  # (channels, kept pixels)
+    t = true.permute(1, 0, 2, 3)[:, kept]
+    dice = (1 - (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)).sum()
+    ce = -torch.log(p[t.argmax(0), torch.arange(p.shape[1])]).mean()
+    return dice + ce
+
+
 def test_types_can_be_learnt_from_real_draws_only():
     from monai.apps.pathology.losses import HoVerNetLoss
 
     loss_fn = HoVerNetLoss()
     preds, truth = _loss_inputs()
+    without_tp = loss_fn({k: preds[k] for k in (NP, HV)}, {k: truth[k] for k in (NP, HV)})
     # every draw typed: exactly MONAI's loss
     everyone = torch.ones(3, dtype=torch.bool)
-    torch.testing.assert_close(
-        hovernet_loss(loss_fn, preds, truth, typed_rows=everyone), loss_fn(preds, truth)
-    )
+    torch.testing.assert_close(hovernet_loss(loss_fn, preds, truth, typed=everyone), loss_fn(preds, truth))
+    # draws 0 and 2 typed: MONAI's own TP terms on those two draws
+    rows = torch.tensor([True, False, True])
+    typed = {k: v[rows] for k, v in preds.items()}, {k: v[rows] for k, v in truth.items()}
+    tp_of_rows = loss_fn(*typed) - loss_fn(*({k: d[k] for k in (NP, HV)} for d in typed))
+    torch.testing.assert_close(hovernet_loss(loss_fn, preds, truth, typed=rows), without_tp + tp_of_rows)
     # draw 1 synthetic: its TP logits get no gradient, its NP and HV logits still do
-    hovernet_loss(loss_fn, preds, truth, typed_rows=torch.tensor([True, False, True])).backward()
+    hovernet_loss(loss_fn, preds, truth, typed=rows).backward()
     assert preds[TP].grad[1].abs().max() == 0 and preds[TP].grad[0].abs().max() > 0
     assert preds[NP].grad[1].abs().max() > 0 and preds[HV].grad[1].abs().max() > 0
     # no real draw in the batch: no type terms at all
-    no_types = hovernet_loss(loss_fn, preds, truth, typed_rows=torch.zeros(3, dtype=torch.bool))
+    torch.testing.assert_close(
+        hovernet_loss(loss_fn, preds, truth, typed=torch.zeros(3, dtype=torch.bool)), without_tp
+    )
+
+
+def test_types_can_be_learnt_from_chosen_pixels_only():
+    from monai.apps.pathology.losses import HoVerNetLoss
+
+    loss_fn = HoVerNetLoss()
+    preds, truth = _loss_inputs(seed=1)
+    kept = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(2)) > 0.5
+    loss = hovernet_loss(loss_fn, preds, truth, typed=kept)
     without_tp = loss_fn({k: preds[k] for k in (NP, HV)}, {k: truth[k] for k in (NP, HV)})
-    torch.testing.assert_close(no_types, without_tp)
+    torch.testing.assert_close(loss, without_tp + _masked_tp_oracle(preds[TP], truth[TP], kept))
+    loss.backward()
+    grad = preds[TP].grad.abs().amax(dim=1)
+    assert grad[~kept].max() == 0 and (grad[kept] > 0).all()  # no pixel left out trains the type head
+    torch.testing.assert_close(  # every pixel chosen: MONAI's loss
+        hovernet_loss(loss_fn, preds, truth, typed=torch.ones(3, 16, 16, dtype=torch.bool)),
+        loss_fn(preds, truth),
+    )
+    with pytest.raises(ValueError, match="`typed` must be"):
+        hovernet_loss(loss_fn, preds, truth, typed=torch.ones(3, 8, 8, dtype=torch.bool))
 
 
-def test_real_types_only_training_runs_with_all_synthetic_batches(samples):
+def test_synthetic_draws_type_only_background_and_the_named_types():
+    types = torch.tensor([[[0, 1, 2, 3]], [[0, 1, 2, 3]]])  # (B=2, H=1, W=4): draw 1 is synthetic
+    batch = {
+        TP: torch.nn.functional.one_hot(types, 5).permute(0, 3, 1, 2).float(),
+        "is_synthetic": torch.tensor([False, True]),
+    }
+    config = SegmenterTrainingConfig(synthetic_types=(NAMES[3],), model=TINY)
+    assert config.synthetic_types == (3,)
+    kept = typed_pixels(batch, config.synthetic_types)
+    assert kept.tolist() == [[[True, True, True, True]], [[True, False, False, True]]]
+    assert typed_pixels(batch, False).tolist() == [True, False] and typed_pixels(batch, True) is None
+    # names and ids mean the same types; the setting survives the JSON of a checkpoint
+    assert SegmenterTrainingConfig(synthetic_types=[3, NAMES[1]], model=TINY).synthetic_types == (1, 3)
+    record = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert SegmenterTrainingConfig(**record).synthetic_types == (3,)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ("no", TypeError, "must be True, False or a non-empty sequence"),
+        ((), TypeError, "must be True, False or a non-empty sequence"),
+        (("mitotic",), ValueError, "names 'mitotic', not a type of the model"),
+        ((9,), ValueError, "names 9, not a type of the model"),
+    ],
+)
+def test_bad_synthetic_types_are_refused(value, error, message):
+    with pytest.raises(error, match=message):
+        SegmenterTrainingConfig(synthetic_types=value, model=TINY)
+
+
+@pytest.mark.parametrize("synthetic_types", [False, (NAMES[3],)])
+def test_training_runs_with_all_synthetic_batches(samples, synthetic_types):
     config = SegmenterTrainingConfig(
-        steps=2, batch_size=2, crop=64, checkpoint_every=0, synthetic_types=False, model=TINY
+        steps=2, batch_size=2, crop=64, checkpoint_every=0, synthetic_types=synthetic_types, model=TINY
     )
     history = train_segmenter(samples, config, synthetic=_AllSynthetic(), progress=False)[1]
     assert history.synthetic_fraction == 1.0 and all(np.isfinite(history.losses))
-    with pytest.raises(TypeError, match="`synthetic_types` must be a bool"):
-        SegmenterTrainingConfig(synthetic_types="no", model=TINY)
 
 
 @pytest.mark.parametrize(
