@@ -88,7 +88,8 @@ def print_table(summary: Mapping, comparisons: Mapping) -> None:
     for arm, row in summary.items():
         cells = []
         for m in metrics:
-            cell = f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}"
+            std = row[m]["std"]  # None / NaN for one seed: no spread to show
+            cell = f"{row[m]['mean']:.3f}" + (f" ± {std:.3f}" if std is not None and np.isfinite(std) else "")
             if arm in comparisons and m in comparisons[arm]:
                 cell += f" ({comparisons[arm][m]['diff_mean']:+.3f})"
             cells.append(cell)

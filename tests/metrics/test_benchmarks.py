@@ -289,3 +289,15 @@ def test_error_budget_swaps_in_true_maps_and_their_ceiling_is_near_perfect():
     # every true nucleus has one fate
     true_count = sum(len(np.unique(s.inst)) - 1 for s in samples)
     assert sum(sum(c.values()) for c in fates.values()) == true_count
+
+
+def test_dice_table_shows_no_spread_for_one_seed(capsys):
+    report = _load("_dice_report")
+    summary = {
+        "real10": {"PQ": {"mean": 0.38, "std": 0.005, "n": 3}},
+        "real10+targeted": {"PQ": {"mean": 0.40, "std": None, "n": 1}},
+    }
+    report.print_table(summary, {"real10+targeted": {"PQ": {"diff_mean": 0.02}}})
+    out = capsys.readouterr().out
+    assert "| real10 | 3 | 0.380 ± 0.005 |" in out
+    assert "| real10+targeted | 1 | 0.400 (+0.020) |" in out and "nan" not in out
