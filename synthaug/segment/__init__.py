@@ -3,7 +3,8 @@
 - :class:`NucleiSegmenter` / :class:`SegmenterConfig`: an ImageNet EfficientNet-Lite0 encoder and an
   SMP U-Net decoder per HoVer-Net branch (NP, HV, TP); ``save_pretrained`` / ``load_segmenter``.
 - :func:`train_segmenter` / :class:`SegmenterTrainingConfig`: HV targets after geometry, MONAI's
-  ``HoVerNetLoss`` (:func:`hovernet_loss`: types from real draws only, if asked), resumable
+  ``HoVerNetLoss`` (:func:`hovernet_loss`: types from real draws only, or from the chosen types of
+  synthetic ones, if asked), resumable
   checkpoints, a loss curve; ``synthetic=`` takes a ``SyntheticAugment``.
 - :func:`predict_nuclei`: sliding-window inference on a tile of any size, averaged over flips
   (:class:`FlipAveraged`), instances by MONAI's HoVer-Net watershed post-processing, a type per
