@@ -361,6 +361,8 @@ def _resolve_synthetic_types(value, type_names: dict[int, str]) -> bool | tuple[
     """``True``/``False`` as they are; type names or ids as sorted ids of ``type_names``."""
     if isinstance(value, bool):
         return value
+    if isinstance(value, np.ndarray):  # ids read from an array
+        value = value.tolist()
     if isinstance(value, (str, int)) or not isinstance(value, Sequence) or not value:
         raise TypeError(
             "`synthetic_types` must be True, False or a non-empty sequence of type names or ids "
@@ -370,6 +372,8 @@ def _resolve_synthetic_types(value, type_names: dict[int, str]) -> bool | tuple[
     resolved = set()
     for item in value:
         label = ids.get(item) if isinstance(item, str) else item
+        if isinstance(label, np.integer):  # e.g. an id picked out of an array
+            label = int(label)
         if isinstance(label, bool) or not isinstance(label, int) or label not in type_names:
             raise ValueError(
                 f"`synthetic_types` names {item!r}, not a type of the model; choose among "

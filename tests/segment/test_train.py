@@ -295,6 +295,7 @@ def test_synthetic_draws_type_only_background_and_the_named_types():
     assert typed_pixels(batch, False).tolist() == [True, False] and typed_pixels(batch, True) is None
     # names and ids mean the same types; the setting survives the JSON of a checkpoint
     assert SegmenterTrainingConfig(synthetic_types=[3, NAMES[1]], model=TINY).synthetic_types == (1, 3)
+    assert SegmenterTrainingConfig(synthetic_types=np.array([3]), model=TINY).synthetic_types == (3,)
     record = json.loads(json.dumps(dataclasses.asdict(config)))
     assert SegmenterTrainingConfig(**record).synthetic_types == (3,)
 
