@@ -124,8 +124,7 @@ def _synthetic_types(args: argparse.Namespace) -> bool | list:
     """``SegmenterTrainingConfig.synthetic_types`` from ``--real-types-only`` / ``--synthetic-types``."""
     if args.synthetic_types is None:
         return not args.real_types_only
-    names = [n.strip() for n in args.synthetic_types.split(",") if n.strip()]
-    return [int(n) if n.isdigit() else n for n in names]
+    return [n for n in args.synthetic_types.split(",") if n.strip()]  # the config resolves names and ids
 
 
 def run_train(args: argparse.Namespace) -> int:

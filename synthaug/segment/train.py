@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from synthaug._validation import check_int
-from synthaug.data import NucleiDataset, Sample
+from synthaug.data import NucleiDataset, Sample, TypeVocabulary
 from synthaug.segment.model import HV, NP, TP, NucleiSegmenter, SegmenterConfig
 
 CHECKPOINT_DIR = "checkpoint"
@@ -358,7 +358,7 @@ def typed_pixels(batch: dict, synthetic_types: bool | tuple[int, ...]) -> torch.
 
 
 def _resolve_synthetic_types(value, type_names: dict[int, str]) -> bool | tuple[int, ...]:
-    """``True``/``False`` as they are; type names or ids as sorted ids of ``type_names``."""
+    """``True``/``False`` as they are; type names, aliases or ids as sorted ids of ``type_names``."""
     if isinstance(value, bool):
         return value
     if isinstance(value, np.ndarray):  # ids read from an array
@@ -368,19 +368,8 @@ def _resolve_synthetic_types(value, type_names: dict[int, str]) -> bool | tuple[
             "`synthetic_types` must be True, False or a non-empty sequence of type names or ids "
             f"(e.g. ('epithelial',)), got {value!r}."
         )
-    ids = {name: i for i, name in type_names.items()}
-    resolved = set()
-    for item in value:
-        label = ids.get(item) if isinstance(item, str) else item
-        if isinstance(label, np.integer):  # e.g. an id picked out of an array
-            label = int(label)
-        if isinstance(label, bool) or not isinstance(label, int) or label not in type_names:
-            raise ValueError(
-                f"`synthetic_types` names {item!r}, not a type of the model; choose among "
-                f"{sorted(type_names.items())} (names or ids)."
-            )
-        resolved.add(label)
-    return tuple(sorted(resolved))
+    vocabulary = TypeVocabulary.coerce(type_names)
+    return tuple(sorted({vocabulary.resolve(item, "synthetic_types") for item in value}))
 
 
 def _check_train(train: Sequence[Sample], crop: int) -> list[Sample]:

@@ -79,7 +79,7 @@ def test_synthetic_pairs_from_a_store_stop_after_synthetic_until(tmp_path, capsy
     assert record["config"]["synthetic_types"] == [2]  # the synthetic pairs typed their lymphocytes only
     capsys.readouterr()
     assert main([*argv[:5], str(tmp_path / "run2"), *argv[6:], "--synthetic-types", "mitotic"]) == 2
-    assert "names 'mitotic', not a type of the model" in capsys.readouterr().err
+    assert "`synthetic_types` 'mitotic' is not a type here" in capsys.readouterr().err
 
 
 def test_whole_tiles_are_scored_stitched_from_their_patches(tmp_path, capsys):

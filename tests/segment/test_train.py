@@ -305,8 +305,8 @@ def test_synthetic_draws_type_only_background_and_the_named_types():
     [
         ("no", TypeError, "must be True, False or a non-empty sequence"),
         ((), TypeError, "must be True, False or a non-empty sequence"),
-        (("mitotic",), ValueError, "names 'mitotic', not a type of the model"),
-        ((9,), ValueError, "names 9, not a type of the model"),
+        (("mitotic",), ValueError, "`synthetic_types` 'mitotic' is not a type here"),
+        ((9,), ValueError, "`synthetic_types` 9 is not a type here"),
     ],
 )
 def test_bad_synthetic_types_are_refused(value, error, message):
